@@ -1,0 +1,1 @@
+//! Adapter conformance suite (see issue 2).

@@ -1,0 +1,62 @@
+//! The catalogue of AWS resources the handlers use: their logical ids in `template.yaml`, the
+//! environment variables through which Lambda learns their names, and their key design.
+//! The AWS adapters read the variables; the local runtime creates the same resources under the
+//! same logical ids. A test checks that `template.yaml` declares every one of them.
+
+use crate::ports::TableSpec;
+
+#[derive(Debug, Clone, Copy)]
+pub struct TableDef {
+    /// Logical id in template.yaml.
+    pub logical_id: &'static str,
+    /// Environment variable holding the table name.
+    pub env_var: &'static str,
+    /// Secondary indexes, each keyed by `{name}_pk` / `{name}_sk`.
+    pub indexes: &'static [&'static str],
+}
+
+impl TableDef {
+    pub fn spec(&self, table_name: impl Into<String>) -> TableSpec {
+        self.indexes
+            .iter()
+            .fold(TableSpec::new(table_name), |spec, index| spec.with_index(index))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct QueueDef {
+    pub logical_id: &'static str,
+    /// Environment variable holding the queue URL.
+    pub env_var: &'static str,
+}
+
+/// Payment events, per-day aggregates and (later) borrowers' pay history.
+/// Keys: `EVENT#{event_id}`/`EVENT`; `DAY#{date}`/`TOTAL#{currency}#{status}`; index `gsi1`
+/// lists a day's events in time order (`DAY#{date}` / `{paid_at}#{event_id}`).
+pub const PAYMENT_EVENTS_TABLE: TableDef = TableDef {
+    logical_id: "PaymentEventsTable",
+    env_var: "PAYMENT_EVENTS_TABLE",
+    indexes: &["gsi1"],
+};
+
+pub const TABLES: &[TableDef] = &[PAYMENT_EVENTS_TABLE];
+
+/// Verified webhook payloads waiting to be stored.
+pub const PAYMENT_EVENTS_QUEUE: QueueDef = QueueDef {
+    logical_id: "PaymentEventsQueue",
+    env_var: "PAYMENT_EVENTS_QUEUE_URL",
+};
+
+pub const QUEUES: &[QueueDef] = &[PAYMENT_EVENTS_QUEUE];
+
+/// The one bucket: inboxes, reports, exports. Its name is in `DATA_BUCKET`.
+pub const DATA_BUCKET_LOGICAL_ID: &str = "DataBucket";
+pub const DATA_BUCKET_ENV: &str = "DATA_BUCKET";
+/// The EventBridge bus for domain events. Its name is in `EVENT_BUS_NAME`.
+pub const EVENT_BUS_LOGICAL_ID: &str = "EventBus";
+pub const EVENT_BUS_ENV: &str = "EVENT_BUS_NAME";
+/// Timestream database and table, in `METRICS_DATABASE` and `METRICS_TABLE`.
+pub const METRICS_DATABASE_ENV: &str = "METRICS_DATABASE";
+pub const METRICS_TABLE_ENV: &str = "METRICS_TABLE";
+/// The shared secret of the payment provider's webhooks.
+pub const WEBHOOK_SECRET_ENV: &str = "PAYOPS_WEBHOOK_SECRET";

@@ -1,0 +1,1 @@
+//! payops-aws

@@ -1,0 +1,11 @@
+//! payops-core: the pure domain. No I/O, no async, no AWS types: everything here is a function
+//! of its inputs, unit- and property-tested in place.
+
+pub mod money;
+pub mod payment_event;
+pub mod schedule;
+pub mod secret;
+pub mod webhook_signature;
+
+pub use money::{Currency, Money, MoneyError};
+pub use secret::Secret;
