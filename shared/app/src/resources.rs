@@ -60,3 +60,33 @@ pub const METRICS_DATABASE_ENV: &str = "METRICS_DATABASE";
 pub const METRICS_TABLE_ENV: &str = "METRICS_TABLE";
 /// The shared secret of the payment provider's webhooks.
 pub const WEBHOOK_SECRET_ENV: &str = "PAYOPS_WEBHOOK_SECRET";
+
+/// Why a resource could not be provided (a missing environment variable, a store that would
+/// not open). Raised at cold start, never per request.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    #[error("environment variable {0} is not set")]
+    MissingEnv(&'static str),
+    #[error("resource {name} is unavailable: {source}")]
+    Unavailable {
+        name: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Where handlers get their ports. Implemented by `payops_aws::AwsEnv` (Lambda) and by the
+/// local runtime's environment (`payops up`), so that each flow's wiring is written once, in
+/// the flow's `from_resources`, and the Lambda mains and the local runtime only pick a provider.
+pub trait Resources: Send + Sync {
+    fn table(&self, def: &TableDef) -> Result<std::sync::Arc<dyn crate::ports::Table>, ResourceError>;
+    fn queue(&self, def: &QueueDef) -> Result<std::sync::Arc<dyn crate::ports::Queue>, ResourceError>;
+    fn blobs(&self) -> Result<std::sync::Arc<dyn crate::ports::Blobs>, ResourceError>;
+    fn events(&self) -> Result<std::sync::Arc<dyn crate::ports::Events>, ResourceError>;
+    fn metrics(&self) -> Result<std::sync::Arc<dyn crate::ports::Metrics>, ResourceError>;
+    fn workflows(&self) -> Result<std::sync::Arc<dyn crate::ports::Workflows>, ResourceError>;
+    fn clock(&self) -> std::sync::Arc<dyn crate::ports::Clock>;
+    /// A secret by its environment variable name (Lambda: the function's environment, filled
+    /// from Secrets Manager at deploy time; locally: the environment or a printed dev default).
+    fn secret(&self, env_var: &'static str) -> Result<payops_core::Secret<String>, ResourceError>;
+}
