@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Every test of payops, from a fresh machine: installs what the tests need (Debian packages,
+# a Python virtual environment with moto and cfn-lint, npm packages), then lints the template
+# and the state machines and runs `cargo test --workspace`. The tests that need the AWS
+# emulator start moto themselves on 127.0.0.1 from .venv and stop it when they finish.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+started=$SECONDS
+step() { printf '\n== %s (%ss)\n' "$*" $((SECONDS - started)); }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+step "Debian packages"
+need=()
+command -v mold >/dev/null || need+=(mold)
+command -v node >/dev/null || need+=(nodejs npm)
+if ((${#need[@]})); then
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+step "Python tools (.venv: moto, cfn-lint)"
+if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
+.venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
+export PAYOPS_MOTO_SERVER="$root/.venv/bin/moto_server"
+
+step "npm tools (asl-validator)"
+if [ ! -x node_modules/.bin/asl-validator ]; then npm ci --no-audit --no-fund --silent; fi
+
+step "Lint: template.yaml (cfn-lint) and statemachines/ (asl-validator)"
+.venv/bin/cfn-lint template.yaml
+shopt -s nullglob
+machines=(statemachines/*.asl.json)
+for m in "${machines[@]}"; do node_modules/.bin/asl-validator --json-definition "$m" >/dev/null || { echo "invalid state machine: $m"; node_modules/.bin/asl-validator --json-definition "$m"; exit 1; }; done
+echo "${#machines[@]} state machine(s) valid"
+
+# mold links the many test binaries several times faster than ld.
+export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C link-arg=-fuse-ld=mold"
+export CARGO_TERM_COLOR=never
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo build (binaries the end-to-end tests start)"
+cargo build --workspace --bins --locked
+
+step "cargo test --workspace"
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee target/test-output.txt
+test "${PIPESTATUS[0]}" = 0
+
+step "cargo clippy -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "done in $((SECONDS - started)) s"
