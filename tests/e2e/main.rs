@@ -1,1 +1,5 @@
-//! End-to-end tests.
+//! End-to-end tests: the real `payops` binary over loopback HTTP. One test binary, one module
+//! per flow or concern.
+
+mod demo;
+mod payment_events;

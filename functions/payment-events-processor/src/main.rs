@@ -1,1 +1,6 @@
-fn main() {}
+//! Lambda `payment-events-processor`: see template.yaml for its trigger and ARCHITECTURE.md for its flow.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    payops_aws::lambda::run("payment-events-processor").await
+}

@@ -3,7 +3,10 @@
 //! handlers take `aws_lambda_events` / `lambda_http` types so the exact code that runs in
 //! Lambda also runs in `payops up`.
 
+pub mod accounts;
 pub mod error;
+pub mod functions;
+pub mod handler;
 pub mod http;
 pub mod payment_events;
 pub mod ports;

@@ -19,7 +19,9 @@ impl TableDef {
     pub fn spec(&self, table_name: impl Into<String>) -> TableSpec {
         self.indexes
             .iter()
-            .fold(TableSpec::new(table_name), |spec, index| spec.with_index(index))
+            .fold(TableSpec::new(table_name), |spec, index| {
+                spec.with_index(index)
+            })
     }
 }
 
@@ -39,7 +41,17 @@ pub const PAYMENT_EVENTS_TABLE: TableDef = TableDef {
     indexes: &["gsi1"],
 };
 
-pub const TABLES: &[TableDef] = &[PAYMENT_EVENTS_TABLE];
+/// Accounts, transactions, idempotency records, advances and instalments (issue 4).
+/// The key design is in `accounts::layout`: `gsi1` lists a day's transactions in time order
+/// (`TXDAY#{date}` / `{timestamp}#{id}`) and the advances (`ADVANCES#{shard}`); `gsi2` lists
+/// open instalments by due date (`DUE#{shard}` / `{due_date}#{advance_id}#{n}`).
+pub const ACCOUNTS_TABLE: TableDef = TableDef {
+    logical_id: "AccountsTable",
+    env_var: "ACCOUNTS_TABLE",
+    indexes: &["gsi1", "gsi2"],
+};
+
+pub const TABLES: &[TableDef] = &[PAYMENT_EVENTS_TABLE, ACCOUNTS_TABLE];
 
 /// Verified webhook payloads waiting to be stored.
 pub const PAYMENT_EVENTS_QUEUE: QueueDef = QueueDef {
@@ -47,7 +59,13 @@ pub const PAYMENT_EVENTS_QUEUE: QueueDef = QueueDef {
     env_var: "PAYMENT_EVENTS_QUEUE_URL",
 };
 
-pub const QUEUES: &[QueueDef] = &[PAYMENT_EVENTS_QUEUE];
+/// Instalments that are due, enqueued by the advances collector for the instalment workers.
+pub const INSTALMENTS_QUEUE: QueueDef = QueueDef {
+    logical_id: "InstalmentsQueue",
+    env_var: "INSTALMENTS_QUEUE_URL",
+};
+
+pub const QUEUES: &[QueueDef] = &[PAYMENT_EVENTS_QUEUE, INSTALMENTS_QUEUE];
 
 /// The one bucket: inboxes, reports, exports. Its name is in `DATA_BUCKET`.
 pub const DATA_BUCKET_LOGICAL_ID: &str = "DataBucket";
@@ -79,8 +97,14 @@ pub enum ResourceError {
 /// local runtime's environment (`payops up`), so that each flow's wiring is written once, in
 /// the flow's `from_resources`, and the Lambda mains and the local runtime only pick a provider.
 pub trait Resources: Send + Sync {
-    fn table(&self, def: &TableDef) -> Result<std::sync::Arc<dyn crate::ports::Table>, ResourceError>;
-    fn queue(&self, def: &QueueDef) -> Result<std::sync::Arc<dyn crate::ports::Queue>, ResourceError>;
+    fn table(
+        &self,
+        def: &TableDef,
+    ) -> Result<std::sync::Arc<dyn crate::ports::Table>, ResourceError>;
+    fn queue(
+        &self,
+        def: &QueueDef,
+    ) -> Result<std::sync::Arc<dyn crate::ports::Queue>, ResourceError>;
     fn blobs(&self) -> Result<std::sync::Arc<dyn crate::ports::Blobs>, ResourceError>;
     fn events(&self) -> Result<std::sync::Arc<dyn crate::ports::Events>, ResourceError>;
     fn metrics(&self) -> Result<std::sync::Arc<dyn crate::ports::Metrics>, ResourceError>;

@@ -1,6 +1,8 @@
 //! payops-core: the pure domain. No I/O, no async, no AWS types: everything here is a function
 //! of its inputs, unit- and property-tested in place.
 
+pub mod accounts;
+pub mod asl;
 pub mod money;
 pub mod payment_event;
 pub mod schedule;

@@ -143,7 +143,8 @@ pub fn parse_amount(text: &str, notation: Notation) -> Result<Decimal, MoneyErro
         Some((i, f)) => (i, Some(f)),
         None => (s, None),
     };
-    let not_a_number = || MoneyError::NotANumber(text.chars().take(AMOUNT_TEXT_BYTES_MAX).collect());
+    let not_a_number =
+        || MoneyError::NotANumber(text.chars().take(AMOUNT_TEXT_BYTES_MAX).collect());
     if int_part.is_empty() && frac_part.is_none_or(str::is_empty) {
         return Err(not_a_number());
     }
@@ -156,7 +157,9 @@ pub fn parse_amount(text: &str, notation: Notation) -> Result<Decimal, MoneyErro
         let first_ok = (1..=3).contains(&groups[0].len());
         let rest_ok = groups[1..].iter().all(|g| g.len() == 3);
         if !first_ok || !rest_ok {
-            return Err(MoneyError::BadGrouping(text.chars().take(AMOUNT_TEXT_BYTES_MAX).collect()));
+            return Err(MoneyError::BadGrouping(
+                text.chars().take(AMOUNT_TEXT_BYTES_MAX).collect(),
+            ));
         }
         groups.iter().for_each(|g| digits.push_str(g));
     } else {
@@ -226,8 +229,14 @@ impl Money {
         if self.currency != other.currency {
             return Err(MoneyError::CurrencyMismatch(self.currency, other.currency));
         }
-        let amount = self.amount.checked_add(other.amount).ok_or(MoneyError::Overflow)?;
-        Ok(Money { amount, currency: self.currency })
+        let amount = self
+            .amount
+            .checked_add(other.amount)
+            .ok_or(MoneyError::Overflow)?;
+        Ok(Money {
+            amount,
+            currency: self.currency,
+        })
     }
 
     pub fn checked_sub(self, other: Money) -> Result<Money, MoneyError> {
@@ -235,7 +244,10 @@ impl Money {
     }
 
     pub fn negate(self) -> Money {
-        Money { amount: -self.amount, currency: self.currency }
+        Money {
+            amount: -self.amount,
+            currency: self.currency,
+        }
     }
 
     /// Splits into `parts` amounts that differ by at most one minor unit and sum exactly to
@@ -248,10 +260,17 @@ impl Money {
         let remainder = units_total - base * Decimal::from(parts);
         (0..parts)
             .map(|i| {
-                let extra = if Decimal::from(i) < remainder { Decimal::ONE } else { Decimal::ZERO };
+                let extra = if Decimal::from(i) < remainder {
+                    Decimal::ONE
+                } else {
+                    Decimal::ZERO
+                };
                 let mut amount = (base + extra) * unit;
                 amount.rescale(self.currency.minor_units());
-                Money { amount, currency: self.currency }
+                Money {
+                    amount,
+                    currency: self.currency,
+                }
             })
             .collect()
     }
@@ -301,21 +320,57 @@ mod tests {
     #[test]
     fn rejects_with_reason() {
         assert_eq!(parse_amount("", Notation::Point), Err(MoneyError::Empty));
-        assert!(matches!(parse_amount("12a", Notation::Point), Err(MoneyError::NotANumber(_))));
-        assert!(matches!(parse_amount("1,23.00", Notation::Point), Err(MoneyError::BadGrouping(_))));
-        assert!(matches!(parse_amount("1.2.3", Notation::Point), Err(MoneyError::NotANumber(_))));
-        assert!(matches!(parse_amount("1e5", Notation::Point), Err(MoneyError::NotANumber(_))));
-        assert!(matches!(parse_amount("$", Notation::Point), Err(MoneyError::NotANumber(_))));
-        assert!(matches!(parse_amount("12.", Notation::Point), Err(MoneyError::NotANumber(_))));
-        assert!(matches!(parse_amount(&"9".repeat(100), Notation::Point), Err(MoneyError::TooLong(100))));
+        assert!(matches!(
+            parse_amount("12a", Notation::Point),
+            Err(MoneyError::NotANumber(_))
+        ));
+        assert!(matches!(
+            parse_amount("1,23.00", Notation::Point),
+            Err(MoneyError::BadGrouping(_))
+        ));
+        assert!(matches!(
+            parse_amount("1.2.3", Notation::Point),
+            Err(MoneyError::NotANumber(_))
+        ));
+        assert!(matches!(
+            parse_amount("1e5", Notation::Point),
+            Err(MoneyError::NotANumber(_))
+        ));
+        assert!(matches!(
+            parse_amount("$", Notation::Point),
+            Err(MoneyError::NotANumber(_))
+        ));
+        assert!(matches!(
+            parse_amount("12.", Notation::Point),
+            Err(MoneyError::NotANumber(_))
+        ));
+        assert!(matches!(
+            parse_amount(&"9".repeat(100), Notation::Point),
+            Err(MoneyError::TooLong(100))
+        ));
     }
 
     #[test]
     fn money_checks_places_and_sign() {
         assert!(Money::positive(d("1.234"), Currency::USD).is_err());
-        assert_eq!(Money::positive(d("0"), Currency::USD), Err(MoneyError::NotPositive));
-        assert_eq!(Money::new(d("1.5"), Currency::USD).unwrap().amount().to_string(), "1.50");
-        assert_eq!(Money::new(d("1.500"), Currency::USD).unwrap().amount().to_string(), "1.50");
+        assert_eq!(
+            Money::positive(d("0"), Currency::USD),
+            Err(MoneyError::NotPositive)
+        );
+        assert_eq!(
+            Money::new(d("1.5"), Currency::USD)
+                .unwrap()
+                .amount()
+                .to_string(),
+            "1.50"
+        );
+        assert_eq!(
+            Money::new(d("1.500"), Currency::USD)
+                .unwrap()
+                .amount()
+                .to_string(),
+            "1.50"
+        );
         assert!(Money::new(d("1.5"), "JPY".parse().unwrap()).is_err());
     }
 

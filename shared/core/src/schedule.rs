@@ -76,7 +76,9 @@ impl Schedule {
 fn parse_rate(inner: &str) -> Result<Schedule, ScheduleError> {
     let mut parts = inner.split_whitespace();
     let (Some(n), Some(unit), None) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(ScheduleError::BadRate(format!("expected `N unit`, got {inner:?}")));
+        return Err(ScheduleError::BadRate(format!(
+            "expected `N unit`, got {inner:?}"
+        )));
     };
     let n: i64 = n
         .parse()
@@ -156,13 +158,18 @@ impl Cron {
 
     fn day_matches(&self, date: NaiveDate) -> bool {
         if !self.months.contains(&date.month())
-            || self.years.as_ref().is_some_and(|ys| !ys.contains(&date.year()))
+            || self
+                .years
+                .as_ref()
+                .is_some_and(|ys| !ys.contains(&date.year()))
         {
             return false;
         }
         match (&self.days_of_month, &self.days_of_week) {
             (Some(DaySet::Days(days)), _) => days.contains(&date.day()),
-            (Some(DaySet::Last), _) => date.succ_opt().is_none_or(|next| next.month() != date.month()),
+            (Some(DaySet::Last), _) => date
+                .succ_opt()
+                .is_none_or(|next| next.month() != date.month()),
             (None, Some(days)) => days.contains(&date.weekday().num_days_from_sunday()),
             // Parsing guarantees one of the two is set.
             (None, None) => false,
@@ -206,7 +213,9 @@ fn parse_field(
         if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(s)) {
             return Ok(min + i as u32);
         }
-        let v: u32 = s.parse().map_err(|_| bad(format!("{s:?} is not a number")))?;
+        let v: u32 = s
+            .parse()
+            .map_err(|_| bad(format!("{s:?} is not a number")))?;
         if v < min || v > max {
             return Err(bad(format!("{v} is outside {min}-{max}")));
         }
@@ -218,7 +227,13 @@ fn parse_field(
             return Err(bad(format!("{part:?}: W, # and L are not supported here")));
         }
         let (range, step) = match part.split_once('/') {
-            Some((r, s)) => (r, s.parse::<u32>().ok().filter(|s| *s > 0).ok_or_else(|| bad(format!("bad step in {part:?}")))?),
+            Some((r, s)) => (
+                r,
+                s.parse::<u32>()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| bad(format!("bad step in {part:?}")))?,
+            ),
             None => (part, 1),
         };
         let (lo, hi) = match range {
@@ -250,30 +265,59 @@ mod tests {
     #[test]
     fn rate_ticks_on_period_multiples() {
         let s = Schedule::parse("rate(5 minutes)").unwrap();
-        assert_eq!(s.next_after(t("2026-01-01T00:03:10Z")), Some(t("2026-01-01T00:05:00Z")));
-        assert_eq!(s.next_after(t("2026-01-01T00:05:00Z")), Some(t("2026-01-01T00:10:00Z")));
-        assert_eq!(Schedule::parse("rate(1 day)").unwrap(), Schedule::Rate { every_seconds: 86_400 });
+        assert_eq!(
+            s.next_after(t("2026-01-01T00:03:10Z")),
+            Some(t("2026-01-01T00:05:00Z"))
+        );
+        assert_eq!(
+            s.next_after(t("2026-01-01T00:05:00Z")),
+            Some(t("2026-01-01T00:10:00Z"))
+        );
+        assert_eq!(
+            Schedule::parse("rate(1 day)").unwrap(),
+            Schedule::Rate {
+                every_seconds: 86_400
+            }
+        );
     }
 
     #[test]
     fn rate_rejects_mismatched_units() {
-        assert!(matches!(Schedule::parse("rate(1 minutes)"), Err(ScheduleError::BadRate(_))));
-        assert!(matches!(Schedule::parse("rate(0 days)"), Err(ScheduleError::BadRate(_))));
-        assert!(matches!(Schedule::parse("every day"), Err(ScheduleError::Unknown(_))));
+        assert!(matches!(
+            Schedule::parse("rate(1 minutes)"),
+            Err(ScheduleError::BadRate(_))
+        ));
+        assert!(matches!(
+            Schedule::parse("rate(0 days)"),
+            Err(ScheduleError::BadRate(_))
+        ));
+        assert!(matches!(
+            Schedule::parse("every day"),
+            Err(ScheduleError::Unknown(_))
+        ));
     }
 
     #[test]
     fn daily_cron() {
         let s = Schedule::parse("cron(30 0 * * ? *)").unwrap();
-        assert_eq!(s.next_after(t("2026-11-21T23:00:00Z")), Some(t("2026-11-22T00:30:00Z")));
-        assert_eq!(s.next_after(t("2026-11-22T00:30:00Z")), Some(t("2026-11-23T00:30:00Z")));
+        assert_eq!(
+            s.next_after(t("2026-11-21T23:00:00Z")),
+            Some(t("2026-11-22T00:30:00Z"))
+        );
+        assert_eq!(
+            s.next_after(t("2026-11-22T00:30:00Z")),
+            Some(t("2026-11-23T00:30:00Z"))
+        );
     }
 
     #[test]
     fn weekday_cron_with_names_and_ranges() {
         // 06:00 Monday to Friday. 2026-11-21 is a Saturday.
         let s = Schedule::parse("cron(0 6 ? * MON-FRI *)").unwrap();
-        assert_eq!(s.next_after(t("2026-11-21T07:00:00Z")), Some(t("2026-11-23T06:00:00Z")));
+        assert_eq!(
+            s.next_after(t("2026-11-21T07:00:00Z")),
+            Some(t("2026-11-23T06:00:00Z"))
+        );
         let numeric = Schedule::parse("cron(0 6 ? * 2-6 *)").unwrap();
         assert_eq!(s, numeric);
     }
@@ -281,16 +325,46 @@ mod tests {
     #[test]
     fn last_day_of_month_and_steps() {
         let s = Schedule::parse("cron(0/15 23 L * ? *)").unwrap();
-        assert_eq!(s.next_after(t("2026-02-10T00:00:00Z")), Some(t("2026-02-28T23:00:00Z")));
-        assert_eq!(s.next_after(t("2026-02-28T23:00:00Z")), Some(t("2026-02-28T23:15:00Z")));
+        assert_eq!(
+            s.next_after(t("2026-02-10T00:00:00Z")),
+            Some(t("2026-02-28T23:00:00Z"))
+        );
+        assert_eq!(
+            s.next_after(t("2026-02-28T23:00:00Z")),
+            Some(t("2026-02-28T23:15:00Z"))
+        );
     }
 
     #[test]
     fn cron_errors_name_the_field() {
-        assert!(matches!(Schedule::parse("cron(0 6 * * * *)"), Err(ScheduleError::BadCron { field: "day-of-month", .. })));
-        assert!(matches!(Schedule::parse("cron(60 6 * * ? *)"), Err(ScheduleError::BadCron { field: "minutes", .. })));
-        assert!(matches!(Schedule::parse("cron(0 6 1W * ? *)"), Err(ScheduleError::BadCron { field: "day-of-month", .. })));
-        assert!(matches!(Schedule::parse("cron(0 6 * *)"), Err(ScheduleError::BadCron { field: "expression", .. })));
+        assert!(matches!(
+            Schedule::parse("cron(0 6 * * * *)"),
+            Err(ScheduleError::BadCron {
+                field: "day-of-month",
+                ..
+            })
+        ));
+        assert!(matches!(
+            Schedule::parse("cron(60 6 * * ? *)"),
+            Err(ScheduleError::BadCron {
+                field: "minutes",
+                ..
+            })
+        ));
+        assert!(matches!(
+            Schedule::parse("cron(0 6 1W * ? *)"),
+            Err(ScheduleError::BadCron {
+                field: "day-of-month",
+                ..
+            })
+        ));
+        assert!(matches!(
+            Schedule::parse("cron(0 6 * *)"),
+            Err(ScheduleError::BadCron {
+                field: "expression",
+                ..
+            })
+        ));
     }
 
     #[test]

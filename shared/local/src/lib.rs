@@ -1,1 +1,21 @@
-//! payops-local
+//! payops-local: the payops ports on an embedded SQLite store and a directory, the local
+//! runtime and the `payops` CLI.
+
+pub mod blobs;
+pub mod events;
+pub mod metrics;
+pub mod queue;
+pub mod sqlite;
+pub mod store;
+pub mod table;
+
+pub mod bench;
+pub mod cli;
+pub mod client;
+pub mod demo;
+pub mod env;
+pub mod generate;
+pub mod logging;
+pub mod runtime;
+pub mod template;
+pub mod workflows;

@@ -369,10 +369,8 @@ impl TableError {
         match self {
             TableError::Unavailable(_) => true,
             TableError::TransactionCanceled { reasons } => {
-                reasons.iter().any(|r| *r == Some(CancelReason::Conflict))
-                    && !reasons
-                        .iter()
-                        .any(|r| *r == Some(CancelReason::ConditionalCheckFailed))
+                reasons.contains(&Some(CancelReason::Conflict))
+                    && !reasons.contains(&Some(CancelReason::ConditionalCheckFailed))
             }
             _ => false,
         }

@@ -1,1 +1,0 @@
-//! Adapter conformance suite (see issue 2).

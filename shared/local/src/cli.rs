@@ -1,0 +1,201 @@
+//! The `payops` command line. Every command keeps its state under `./.payops/` unless given
+//! `--data DIR`; commands meant for scripts take `--json`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use payops_app::ports::SystemClock;
+
+use crate::{bench, demo, runtime};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "payops",
+    version,
+    about = "A back office for money movement, on one machine or on AWS Lambda."
+)]
+pub struct Cli {
+    /// Directory of the embedded store.
+    #[arg(long, global = true, default_value = ".payops", env = "PAYOPS_DATA")]
+    pub data: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run every function on 127.0.0.1: HTTP APIs, queue pollers, schedules, the inbox.
+    Up {
+        #[arg(long, default_value_t = runtime::DEFAULT_PORT)]
+        port: u16,
+    },
+    /// Generate data for every flow, run it end to end, and print where the reports are.
+    Demo {
+        #[arg(long, default_value_t = 1000)]
+        events_per_day: usize,
+        #[arg(long, default_value_t = 3)]
+        days: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a scheduled function now, as its EventBridge rule would.
+    Trigger {
+        /// The function, e.g. payment-events-report.
+        name: String,
+        /// Passed as the event's detail.date (e.g. the report's day).
+        #[arg(long)]
+        date: Option<String>,
+    },
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// A burst of signed payment webhooks through a `payops up` process on loopback.
+    Webhooks {
+        #[arg(long, default_value_t = 10_000)]
+        events: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl Cli {
+    pub fn default_log_level(&self) -> &'static str {
+        match self.command {
+            Command::Up { .. } | Command::Trigger { .. } => "info",
+            Command::Demo { .. } | Command::Bench(_) => "warn",
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> ExitCode {
+    match execute(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("payops: {e}");
+            let mut source = std::error::Error::source(e.as_ref());
+            while let Some(s) = source {
+                eprintln!("  caused by: {s}");
+                source = s.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type AnyError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn execute(cli: Cli) -> Result<(), AnyError> {
+    match cli.command {
+        Command::Up { port } => {
+            runtime::up(runtime::UpOptions {
+                data_dir: cli.data,
+                port,
+            })
+            .await?
+        }
+        Command::Demo {
+            events_per_day,
+            days,
+            json,
+        } => {
+            let options = demo::DemoOptions {
+                data_dir: cli.data,
+                events_per_day,
+                days,
+                duplicate_every: 50,
+                quiet: json,
+            };
+            let report = demo::run(&options).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_demo(&report);
+            }
+        }
+        Command::Trigger { name, date } => {
+            let (system, _workers) = runtime::System::build(&cli.data, Arc::new(SystemClock))?;
+            let detail = match date {
+                Some(d) => serde_json::json!({ "date": d }),
+                None => serde_json::json!({}),
+            };
+            let result = system.trigger(&name, detail).await?;
+            println!("{}", serde_json::to_string_pretty(&result)?);
+        }
+        Command::Bench(BenchCommand::Webhooks {
+            events,
+            concurrency,
+            runs,
+            json,
+        }) => {
+            let options = bench::WebhookBenchOptions {
+                events,
+                concurrency,
+                runs,
+            };
+            let report = bench::webhooks(&options, |m| {
+                if !json {
+                    eprintln!("bench: {m}")
+                }
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_bench(&report);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_demo(report: &demo::DemoReport) {
+    let p = &report.payment_events;
+    println!();
+    println!(
+        "payment events: {} webhooks sent, {} events stored, {} duplicates ignored",
+        p.webhooks_sent, p.events_stored, p.duplicates_ignored
+    );
+    for r in &p.reports {
+        println!("  {}  {}", r.date, r.events_csv.display());
+        println!("  {}  {}", r.date, r.summary_csv.display());
+    }
+}
+
+fn print_bench(report: &bench::WebhookBenchReport) {
+    let m = &report.median;
+    println!(
+        "payment webhooks, {} events, median of {} runs:",
+        m.events,
+        report.runs.len()
+    );
+    println!(
+        "  accepted               {} in {:.3} s ({:.0} requests/s)",
+        m.accepted, m.accept_seconds, m.accept_rate_per_second
+    );
+    println!(
+        "  all stored after       {:.3} s (stored {}, duplicates {})",
+        m.stored_seconds, m.stored, m.duplicates
+    );
+    println!(
+        "  server CPU per event   {:.1} µs",
+        m.server_cpu_us_per_event
+    );
+    println!(
+        "  webhook CPU per event  {:.1} µs",
+        m.webhook_cpu_us_per_event
+    );
+    println!(
+        "  processor CPU per event {:.1} µs",
+        m.processor_cpu_us_per_event
+    );
+}

@@ -1,0 +1,334 @@
+//! `payops up`: every function of `template.yaml` in one process on the embedded store.
+//!
+//! - HTTP functions: their axum routers, merged and served on 127.0.0.1.
+//! - SQS functions: pollers on the local queues (see `poller`).
+//! - Scheduled functions: timers from the same `cron(...)`/`rate(...)` (see `scheduler`).
+//! - S3 drops: the inbox directory (see `inbox`).
+//! - Ops: `/ops/health`, `/ops/functions`, `POST /ops/trigger/{name}`, `/ops/queues`,
+//!   `POST /ops/pollers/{pause|resume}`.
+//!
+//! One process owns a data directory at a time (a lock file), which is what makes releasing
+//! the previous run's in-flight queue messages at start-up safe.
+
+pub mod inbox;
+pub mod lock;
+pub mod ops;
+pub mod poller;
+pub mod scheduler;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use payops_app::functions::{self, Function};
+use payops_app::handler::EventHandler;
+use payops_app::ports::{Clock, SystemClock};
+use payops_app::resources::Resources;
+use tokio::sync::watch;
+
+use crate::env::LocalEnv;
+use crate::template::Trigger;
+
+pub const DEFAULT_PORT: u16 = 3000;
+/// Concurrent pollers per queue: Lambda would scale out; two keep the embedded store's single
+/// writer busy without queueing behind it.
+pub const POLLERS_PER_QUEUE: usize = 2;
+
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub data_dir: PathBuf,
+    pub port: u16,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Env(#[from] crate::env::EnvError),
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
+    #[error("function {name}: {source}")]
+    Function {
+        name: String,
+        #[source]
+        source: functions::FunctionError,
+    },
+    #[error("function {function}: its SQS trigger names queue {queue}, which is not declared")]
+    UnknownQueue { function: String, queue: String },
+    #[error("cannot listen on 127.0.0.1:{port}: {source}")]
+    Bind {
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("server: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Everything `payops up` runs, built but not yet started.
+pub struct System {
+    pub env: Arc<LocalEnv>,
+    pub router: axum::Router,
+    pub event_functions: Vec<(String, Arc<dyn EventHandler>)>,
+    control: ops::Control,
+}
+
+impl System {
+    /// Builds every function from the template on the store in `data_dir`.
+    pub fn build(
+        data_dir: &std::path::Path,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(System, Vec<Worker>), RuntimeError> {
+        let env = Arc::new(LocalEnv::open(data_dir, clock)?);
+        let (pause_tx, pause_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut router = axum::Router::new();
+        let mut workers = Vec::new();
+        let mut event_functions = Vec::new();
+        for spec in &env.template.functions {
+            let function = functions::build(&spec.binary, env.as_ref()).map_err(|source| {
+                RuntimeError::Function {
+                    name: spec.binary.clone(),
+                    source,
+                }
+            })?;
+            match function {
+                Function::Http(r) => router = router.merge(r),
+                Function::Sqs(handler) => {
+                    for trigger in &spec.triggers {
+                        if let Trigger::Sqs { queue, batch_size } = trigger {
+                            let q = env.local_queue(queue).ok_or_else(|| {
+                                RuntimeError::UnknownQueue {
+                                    function: spec.binary.clone(),
+                                    queue: queue.clone(),
+                                }
+                            })?;
+                            for _ in 0..POLLERS_PER_QUEUE {
+                                workers.push(Worker::Poller {
+                                    function: spec.binary.clone(),
+                                    queue: q.clone(),
+                                    handler: handler.clone(),
+                                    batch_size: *batch_size,
+                                });
+                            }
+                        }
+                    }
+                }
+                Function::Event(handler) => {
+                    for trigger in &spec.triggers {
+                        if let Trigger::Schedule { rule, schedule, .. } = trigger {
+                            workers.push(Worker::Schedule {
+                                function: spec.binary.clone(),
+                                rule: rule.clone(),
+                                schedule: schedule.clone(),
+                                handler: handler.clone(),
+                            });
+                        }
+                    }
+                    event_functions.push((spec.binary.clone(), handler));
+                }
+            }
+        }
+        let control = ops::Control {
+            pause: Arc::new(pause_tx),
+            stop: Arc::new(stop_tx),
+            paused: pause_rx,
+            stopped: stop_rx,
+        };
+        Ok((
+            System {
+                env,
+                router,
+                event_functions,
+                control,
+            },
+            workers,
+        ))
+    }
+
+    /// Runs a function with an EventBridge scheduled event now (what `payops trigger` does).
+    pub async fn trigger(
+        &self,
+        name: &str,
+        detail: serde_json::Value,
+    ) -> Result<serde_json::Value, ops::TriggerError> {
+        ops::trigger(&self.event_functions, self.env.clock().now(), name, detail).await
+    }
+}
+
+/// A background task of the runtime.
+pub enum Worker {
+    Poller {
+        function: String,
+        queue: Arc<crate::queue::LocalQueue>,
+        handler: Arc<dyn payops_app::handler::SqsHandler>,
+        batch_size: usize,
+    },
+    Schedule {
+        function: String,
+        rule: String,
+        schedule: payops_core::schedule::Schedule,
+        handler: Arc<dyn EventHandler>,
+    },
+}
+
+/// A started system: its address, and the handle to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub system: Arc<System>,
+    stop: Arc<watch::Sender<bool>>,
+    server: tokio::task::JoinHandle<Result<(), RuntimeError>>,
+    _lock: lock::DataDirLock,
+}
+
+impl Running {
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting requests, lets pollers finish the batch in hand, and waits for all.
+    pub async fn stop(self) -> Result<(), RuntimeError> {
+        let _ = self.stop.send(true);
+        match self.server.await {
+            Ok(result) => result,
+            Err(e) => Err(RuntimeError::Serve(std::io::Error::other(e))),
+        }
+    }
+}
+
+/// Starts everything on 127.0.0.1 (`options.port` 0 picks a free port).
+pub async fn start(options: &UpOptions, clock: Arc<dyn Clock>) -> Result<Running, RuntimeError> {
+    std::fs::create_dir_all(&options.data_dir)
+        .map_err(|e| lock::LockError::Io(options.data_dir.clone(), e))?;
+    let lock = lock::DataDirLock::acquire(&options.data_dir)?;
+    let (system, workers) = System::build(&options.data_dir, clock)?;
+    let released = release_in_flight(&system.env).await;
+    if released > 0 {
+        tracing::info!(
+            released,
+            "messages in flight at the last stop are visible again"
+        );
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in workers {
+        let control = poller::PollerControl {
+            paused: system.control.paused.clone(),
+            stop: system.control.stopped.clone(),
+        };
+        match worker {
+            Worker::Poller {
+                function,
+                queue,
+                handler,
+                batch_size,
+            } => {
+                tasks.spawn(poller::run(function, queue, handler, batch_size, control));
+            }
+            Worker::Schedule {
+                function,
+                rule,
+                schedule,
+                handler,
+            } => {
+                tasks.spawn(scheduler::run(
+                    function,
+                    rule,
+                    schedule,
+                    handler,
+                    system.env.clock(),
+                    control.stop,
+                ));
+            }
+        }
+    }
+    let blobs = system.env.blobs().map_err(|e| {
+        RuntimeError::Env(crate::env::EnvError::Store {
+            dir: options.data_dir.clone(),
+            source: Box::new(e),
+        })
+    })?;
+    tasks.spawn(inbox::run(
+        options.data_dir.clone(),
+        blobs,
+        system.control.stopped.clone(),
+    ));
+
+    let system = Arc::new(system);
+    let app = system.router.clone().merge(ops::router(system.clone()));
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| RuntimeError::Bind {
+            port: options.port,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(RuntimeError::Serve)?;
+    let stop = system.control.stop.clone();
+    let mut stopped = system.control.stopped.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+            .map_err(RuntimeError::Serve)?;
+        // Pollers finish the batch in hand; nothing is lost either way, since undeleted
+        // messages are released at the next start.
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    });
+    Ok(Running {
+        addr,
+        system,
+        stop,
+        server,
+        _lock: lock,
+    })
+}
+
+/// `payops up`: runs until Ctrl-C or SIGTERM. Prints the address and the development secret.
+pub async fn up(options: UpOptions) -> Result<(), RuntimeError> {
+    let running = start(&options, Arc::new(SystemClock)).await?;
+    println!("payops up: listening on {}", running.base_url());
+    println!("payops up: data in {}", options.data_dir.display());
+    if std::env::var(payops_app::resources::WEBHOOK_SECRET_ENV).is_err() {
+        println!(
+            "payops up: {} is not set; webhooks are verified with the development secret {:?}",
+            payops_app::resources::WEBHOOK_SECRET_ENV,
+            crate::env::DEV_WEBHOOK_SECRET
+        );
+    }
+    shutdown_signal().await;
+    println!("payops up: stopping");
+    running.stop().await?;
+    println!("payops up: stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn release_in_flight(env: &LocalEnv) -> u64 {
+    let mut released = 0;
+    for q in &env.template.queues {
+        if let Some(queue) = env.local_queue(&q.logical_id) {
+            match queue.release_in_flight().await {
+                Ok(n) => released += n,
+                Err(e) => {
+                    tracing::warn!(queue = q.logical_id, error = %e, "could not release in-flight messages")
+                }
+            }
+        }
+    }
+    released
+}

@@ -1,0 +1,438 @@
+//! Shared access to the embedded SQLite database.
+//!
+//! One connection, owned by one dedicated thread, runs every statement: async callers hand it
+//! closures through [`Db::call`] / [`Db::write`] and await the answer, so no SQLite work ever
+//! runs on an async worker thread, and every write is serialised (conditions evaluated inside
+//! the same transaction as the write cannot race). With WAL and `synchronous=NORMAL` a commit
+//! is a write to the WAL without an fsync.
+//!
+//! Group commit: writes that queue up while the thread is busy run together in one SQLite
+//! transaction, each inside its own savepoint (so each is still all-or-nothing on its own),
+//! and all of them are answered only after that transaction commits. Under load this turns
+//! thousands of tiny commits, each rewriting the same B-tree pages into the WAL, into a few
+//! dozen.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// How long a statement waits for a lock held by another process (e.g. an ops command run
+/// while `payops up` is writing) before failing with SQLITE_BUSY.
+pub const BUSY_TIMEOUT_MS: u64 = 5_000;
+/// Prepared statements kept per connection; the adapters use a few dozen distinct ones.
+pub const STATEMENT_CACHE_CAPACITY: usize = 256;
+/// SQLite page cache, in KiB (a negative `cache_size` is KiB).
+pub const PAGE_CACHE_KIB: i64 = 32 * 1024;
+/// Most writes committed together in one group (bounds the latency a write adds to others).
+pub const GROUP_COMMIT_WRITES_MAX: usize = 256;
+/// How often the checkpointer copies the WAL into the database file.
+pub const CHECKPOINT_INTERVAL_MS: u64 = 1_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database thread is gone (the store was closed, or a statement panicked).
+    #[error("database thread is not running")]
+    Closed,
+    /// The group of writes this write belonged to could not be committed; nothing of it was.
+    #[error("commit failed: {0}")]
+    Commit(#[source] Arc<rusqlite::Error>),
+    #[error("database thread could not start: {0}")]
+    Spawn(#[source] std::io::Error),
+}
+
+impl DbError {
+    /// True for SQLITE_BUSY / SQLITE_LOCKED: another process holds the lock; retry later.
+    pub fn is_busy(&self) -> bool {
+        let e = match self {
+            DbError::Sqlite(e) => e,
+            DbError::Commit(e) => e.as_ref(),
+            _ => return false,
+        };
+        matches!(e, rusqlite::Error::SqliteFailure(e, _)
+            if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+    }
+}
+
+/// The reply of a grouped write, sent once the group's commit is known.
+type Reply = Box<dyn FnOnce(Result<(), DbError>) + Send>;
+
+enum Job {
+    /// Runs alone, outside any group transaction.
+    Call(Box<dyn FnOnce(&mut Connection) + Send>),
+    /// Runs inside a savepoint of a group transaction (or gets the error that prevented the
+    /// transaction from starting). Returns whether to keep its changes, and its reply.
+    Write(WriteJob),
+}
+
+type WriteJob = Box<dyn FnOnce(Result<&Connection, DbError>) -> (bool, Reply) + Send>;
+
+/// A handle on the database thread. Cheap to clone; the thread (and the connection) ends
+/// when the last handle is dropped.
+#[derive(Clone)]
+pub struct Db {
+    jobs: mpsc::Sender<Job>,
+    path: PathBuf,
+    /// Dropped with the last handle, which stops the checkpointer.
+    _checkpointer: Arc<mpsc::Sender<()>>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("path", &self.path).finish()
+    }
+}
+
+impl Db {
+    /// Opens (creating if needed) the database at `path` and starts its thread.
+    pub fn open(path: &Path) -> Result<Db, DbError> {
+        let conn = open_connection(path).map_err(|source| DbError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        let checkpoints = open_connection(path).map_err(|source| DbError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        let (jobs, inbox) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("payops-sqlite".to_owned())
+            .spawn(move || run_jobs(conn, inbox))
+            .map_err(DbError::Spawn)?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("payops-sqlite-checkpoint".to_owned())
+            .spawn(move || run_checkpoints(checkpoints, stopped))
+            .map_err(DbError::Spawn)?;
+        Ok(Db {
+            jobs,
+            path: path.to_owned(),
+            _checkpointer: Arc::new(stop),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the database thread and returns its result.
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
+    ) -> Result<R, DbError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.submit(f, move |r| {
+            // The caller may have stopped waiting (its future was dropped): nothing to do.
+            let _ = reply.send(r);
+        })?;
+        answer.await.map_err(|_| DbError::Closed)?
+    }
+
+    /// Runs `f` atomically: its changes are kept when it returns `Ok(Ok(_))` and undone when
+    /// it returns `Ok(Err(_))` (a domain outcome such as a failed condition) or a SQLite
+    /// error. The answer comes after the changes are committed. `f` must not begin or end
+    /// transactions itself (it runs inside a savepoint of a group transaction).
+    pub async fn write<R: Send + 'static, E: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<Result<R, E>> + Send + 'static,
+    ) -> Result<Result<R, E>, DbError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = Job::Write(Box::new(move |conn: Result<&Connection, DbError>| {
+            let outcome = conn.and_then(|c| f(c).map_err(DbError::from));
+            let keep = matches!(outcome, Ok(Ok(_)));
+            let respond: Reply = Box::new(move |committed: Result<(), DbError>| {
+                // The caller may have stopped waiting (its future was dropped).
+                let _ = reply.send(committed.and(outcome));
+            });
+            (keep, respond)
+        }));
+        self.jobs.send(job).map_err(|_| DbError::Closed)?;
+        answer.await.map_err(|_| DbError::Closed)?
+    }
+
+    /// Like [`Db::call`], blocking the calling thread. For start-up code that is not async
+    /// (opening the store, migrations). Never call it from inside a `call` closure.
+    pub fn call_blocking<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
+    ) -> Result<R, DbError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.submit(f, move |r| {
+            let _ = reply.send(r);
+        })?;
+        answer.recv().map_err(|_| DbError::Closed)?
+    }
+
+    /// Applies the migration `name` once: `sql` runs in a transaction and is recorded in
+    /// `schema_migrations`, so later calls with the same name do nothing. Blocking.
+    pub fn migrate(&self, name: &str, sql: &str) -> Result<(), DbError> {
+        let (name, sql) = (name.to_owned(), sql.to_owned());
+        self.call_blocking(move |conn| apply_migration(conn, &name, &sql))
+    }
+
+    fn submit<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
+        reply: impl FnOnce(Result<R, DbError>) + Send + 'static,
+    ) -> Result<(), DbError> {
+        let job = Job::Call(Box::new(move |conn| reply(f(conn).map_err(DbError::from))));
+        self.jobs.send(job).map_err(|_| DbError::Closed)
+    }
+}
+
+fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    // WAL lets readers in other processes (ops commands) run beside the writer.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // NORMAL: a commit reaches the WAL file before returning but is fsynced only at
+    // checkpoints. A killed process loses nothing (the OS has the pages); only a power
+    // failure or an OS crash may lose the last transactions. We promise the former.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Checkpoints (the only fsyncs) run on their own connection and thread, so the writer
+    // never waits for the disk; see `run_checkpoints`.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
+    conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             name TEXT PRIMARY KEY,
+             applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+         );",
+    )?;
+    Ok(conn)
+}
+
+fn apply_migration(conn: &mut Connection, name: &str, sql: &str) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let applied: bool = tx.query_row(
+        "SELECT EXISTS(SELECT 1 FROM schema_migrations WHERE name = ?1)",
+        [name],
+        |r| r.get(0),
+    )?;
+    if !applied {
+        tx.execute_batch(sql)?;
+        tx.execute("INSERT INTO schema_migrations (name) VALUES (?1)", [name])?;
+    }
+    tx.commit()
+}
+
+fn run_jobs(mut conn: Connection, inbox: mpsc::Receiver<Job>) {
+    let mut next: Option<Job> = None;
+    loop {
+        let job = match next.take() {
+            Some(job) => job,
+            None => match inbox.recv() {
+                Ok(job) => job,
+                // Every handle is gone: close the connection.
+                Err(_) => return,
+            },
+        };
+        match job {
+            Job::Call(f) => run_call(&mut conn, f),
+            Job::Write(first) => next = run_group(&conn, first, &inbox),
+        }
+    }
+}
+
+/// Copies the WAL into the database file every CHECKPOINT_INTERVAL_MS, beside the writer
+/// (a PASSIVE checkpoint never blocks it), until the last `Db` handle is dropped.
+fn run_checkpoints(conn: Connection, stop: mpsc::Receiver<()>) {
+    let interval = Duration::from_millis(CHECKPOINT_INTERVAL_MS);
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(interval) {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+        }
+    }
+}
+
+fn run_call(conn: &mut Connection, f: Box<dyn FnOnce(&mut Connection) + Send>) {
+    // A panicking job drops its reply sender (its caller sees `Closed`); the connection and
+    // every other caller carry on.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)));
+    if outcome.is_err() {
+        tracing::error!("a database job panicked");
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+/// Runs `first` and every write already waiting in one transaction; returns the first
+/// non-write job it took from the inbox, to run next.
+fn run_group(conn: &Connection, first: WriteJob, inbox: &mpsc::Receiver<Job>) -> Option<Job> {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        // The reply carries the job's own outcome: the error that kept it from running.
+        let (_, reply) = first(Err(e.into()));
+        reply(Ok(()));
+        return None;
+    }
+    let mut replies: Vec<Reply> = Vec::new();
+    replies.extend(run_in_savepoint(conn, first));
+    let mut next = None;
+    while replies.len() < GROUP_COMMIT_WRITES_MAX && !conn.is_autocommit() {
+        match inbox.try_recv() {
+            Ok(Job::Write(job)) => replies.extend(run_in_savepoint(conn, job)),
+            Ok(other) => {
+                next = Some(other);
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    let committed = if conn.is_autocommit() {
+        // SQLite rolled the whole transaction back itself (an I/O error, a full disk):
+        // nothing of the group is stored, and every write in it must say so.
+        Err(Arc::new(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+            Some("the group transaction was rolled back by SQLite".to_owned()),
+        )))
+    } else {
+        conn.execute_batch("COMMIT").map_err(Arc::new)
+    };
+    if committed.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for reply in replies {
+        reply(committed.clone().map_err(DbError::Commit));
+    }
+    next
+}
+
+/// Runs one write inside a savepoint, keeping or undoing its changes. `None` when it
+/// panicked (its caller sees `Closed`) or the savepoint could not be opened.
+fn run_in_savepoint(conn: &Connection, job: WriteJob) -> Option<Reply> {
+    if let Err(e) = conn.execute_batch("SAVEPOINT write") {
+        let (_, reply) = job(Err(e.into()));
+        return Some(reply);
+    }
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Ok(conn))));
+    let keep = matches!(outcome, Ok((true, _)));
+    let end = if keep {
+        "RELEASE write"
+    } else {
+        "ROLLBACK TO write; RELEASE write"
+    };
+    if let Err(e) = conn.execute_batch(end) {
+        tracing::error!(error = %e, "could not close a write's savepoint");
+    }
+    match outcome {
+        Ok((_, reply)) => Some(reply),
+        Err(_) => {
+            tracing::error!("a database write panicked; its changes were undone");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn write_commits_ok_and_rolls_back_err() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::open(&dir.path().join("t.sqlite")).expect("open");
+        db.migrate("t1", "CREATE TABLE t (v INTEGER);")
+            .expect("migrate");
+        db.migrate("t1", "this is not SQL and must not run again")
+            .expect("second migrate is a no-op");
+        let r: Result<(), &str> = db
+            .write(|tx| {
+                tx.execute("INSERT INTO t VALUES (1)", [])?;
+                Ok(Ok(()))
+            })
+            .await
+            .expect("db");
+        assert!(r.is_ok());
+        let r: Result<(), &str> = db
+            .write(|tx| {
+                tx.execute("INSERT INTO t VALUES (2)", [])?;
+                Ok(Err("domain failure"))
+            })
+            .await
+            .expect("db");
+        assert_eq!(r, Err("domain failure"));
+        let rows: Vec<i64> = db
+            .call(|c| {
+                let mut s = c.prepare("SELECT v FROM t ORDER BY v")?;
+                s.query_map([], |r| r.get(0))?.collect()
+            })
+            .await
+            .expect("select");
+        assert_eq!(rows, [1]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn grouped_writes_keep_or_undo_each_write_on_its_own() {
+        const WRITES: i64 = 200;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::open(&dir.path().join("t.sqlite")).expect("open");
+        db.migrate("t1", "CREATE TABLE t (v INTEGER PRIMARY KEY);")
+            .expect("migrate");
+        let writes = (0..WRITES).map(|v| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.write(move |c| {
+                    c.execute("INSERT INTO t VALUES (?1)", [v])?;
+                    if v % 3 == 0 {
+                        panic!("write {v} panics after inserting");
+                    }
+                    Ok(if v % 2 == 0 { Ok(v) } else { Err(v) })
+                })
+                .await
+            })
+        });
+        let outcomes = futures::future::join_all(writes).await;
+        let mut kept = Vec::new();
+        for (v, outcome) in (0..WRITES).zip(outcomes) {
+            match outcome.expect("task") {
+                Ok(Ok(got)) => {
+                    assert_eq!(got, v);
+                    kept.push(v);
+                }
+                Ok(Err(got)) => assert_eq!(got, v),
+                Err(DbError::Closed) => assert_eq!(v % 3, 0, "only panicking writes are lost"),
+                Err(e) => panic!("write {v}: {e}"),
+            }
+        }
+        let stored: Vec<i64> = db
+            .call(|c| {
+                let mut s = c.prepare("SELECT v FROM t ORDER BY v")?;
+                s.query_map([], |r| r.get(0))?.collect()
+            })
+            .await
+            .expect("select");
+        let expected: Vec<i64> = (0..WRITES).filter(|v| v % 2 == 0 && v % 3 != 0).collect();
+        assert_eq!(kept, expected);
+        assert_eq!(
+            stored, expected,
+            "only the writes that returned Ok(Ok) are stored"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_does_not_stop_the_thread() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::open(&dir.path().join("t.sqlite")).expect("open");
+        let r = db
+            .call(|_| -> rusqlite::Result<()> { panic!("boom") })
+            .await;
+        assert!(matches!(r, Err(DbError::Closed)));
+        let one: i64 = db
+            .call(|c| c.query_row("SELECT 1", [], |r| r.get(0)))
+            .await
+            .expect("the thread still runs");
+        assert_eq!(one, 1);
+    }
+}

@@ -1,0 +1,47 @@
+//! `payops demo`, the main job, produces the daily CSV reports and they add up.
+
+use std::process::Command;
+
+use payops_e2e::payops_binary;
+
+#[test]
+fn demo_writes_daily_reports_that_match_what_was_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(payops_binary())
+        .args([
+            "demo",
+            "--events-per-day",
+            "150",
+            "--days",
+            "2",
+            "--json",
+            "--data",
+        ])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("payops demo runs");
+    assert!(
+        output.status.success(),
+        "demo failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("--json prints JSON");
+    let p = &report["payment_events"];
+    assert_eq!(p["events_stored"], 300);
+    // Every 50th webhook is sent twice: 3 per day of 150.
+    assert_eq!(p["duplicates_ignored"], 6);
+    let reports = p["reports"].as_array().unwrap();
+    assert_eq!(reports.len(), 2);
+    for r in reports {
+        let events = std::fs::read_to_string(r["events_csv"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            events.lines().count(),
+            1 + 150,
+            "header + one row per event"
+        );
+        let summary = std::fs::read_to_string(r["summary_csv"].as_str().unwrap()).unwrap();
+        assert!(summary.starts_with("scope,employer_id,currency,status,count,amount_total"));
+    }
+}
