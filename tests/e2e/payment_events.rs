@@ -103,6 +103,9 @@ async fn webhook_answers_over_http() {
 async fn burst_survives_kill_and_restart() {
     const EVENTS: u64 = 3_000;
     const KILL_AFTER_ACCEPTED: usize = 1_200;
+    // Pollers are paused until this many are accepted, so that at the kill the queue
+    // certainly holds accepted but unprocessed events (and some in flight).
+    const RESUME_POLLERS_AFTER_ACCEPTED: usize = 600;
     const CONCURRENCY: usize = 32;
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path());
@@ -115,6 +118,16 @@ async fn burst_survives_kill_and_restart() {
     let mut unacknowledged = Vec::new();
     let mut pending = events.clone().into_iter();
     let mut killed = false;
+    let mut resumed = false;
+    let pause = client
+        .post_json(
+            &format!("{}/ops/pollers/pause", server.base_url),
+            &[],
+            Bytes::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(pause.status, 200);
     loop {
         let chunk: Vec<_> = pending.by_ref().take(CONCURRENCY).collect();
         if chunk.is_empty() {
@@ -143,7 +156,20 @@ async fn burst_survives_kill_and_restart() {
                 unacknowledged.push((id, body));
             }
         }
+        if !resumed && accepted.load(Ordering::SeqCst) >= RESUME_POLLERS_AFTER_ACCEPTED {
+            let r = client
+                .post_json(&format!("{base}/ops/pollers/resume"), &[], Bytes::new())
+                .await
+                .unwrap();
+            assert_eq!(r.status, 200);
+            resumed = true;
+        }
         if !killed && accepted.load(Ordering::SeqCst) >= KILL_AFTER_ACCEPTED {
+            let stored = day_counts(&client, &base).await["count"].as_u64().unwrap();
+            assert!(
+                stored < accepted.load(Ordering::SeqCst) as u64,
+                "some accepted events are still queued at the kill"
+            );
             server.kill9();
             killed = true;
             // Whatever was not yet sent is unacknowledged too: the provider will retry it.
