@@ -233,3 +233,24 @@ async fn burst_survives_kill_and_restart() {
     );
     assert!(acknowledged.is_subset(&all));
 }
+
+/// SIGTERM (or Ctrl-C) stops `payops up` cleanly, and a restart serves the same data.
+#[tokio::test]
+async fn stops_cleanly_and_resumes_from_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let client = HttpClient::default();
+    let events = burst(11, 20);
+    for (_, body) in &events {
+        assert_eq!(post(&client, &server.base_url, body, &signature(body)).await.unwrap(), 202);
+    }
+    assert!(server.stop(), "payops up exits with success on SIGTERM");
+
+    let server = Server::start(dir.path());
+    let counts = eventually("the 20 events to be stored", || async {
+        let c = day_counts(&client, &server.base_url).await;
+        (c["count"] == 20).then_some(c)
+    })
+    .await;
+    assert_eq!(counts["duplicates_ignored"], 0);
+}
