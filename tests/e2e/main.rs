@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `payops` binary over loopback HTTP. One test binary, one module
 //! per flow or concern.
 
+mod accounts;
 mod demo;
 mod payment_events;

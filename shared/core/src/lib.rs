@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod asl;
 pub mod money;
 pub mod payment_event;
+pub mod payroll;
 pub mod schedule;
 pub mod secret;
 pub mod webhook_signature;

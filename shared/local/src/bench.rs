@@ -63,14 +63,17 @@ pub enum BenchError {
     Failed(String),
 }
 
-struct Server {
+/// A `payops up` child process on a scratch data directory, for the benchmarks. Dropping it
+/// stops the process (SIGTERM, then reaped) and removes the directory.
+pub struct Server {
     child: Child,
-    base_url: String,
+    pub base_url: String,
     dir: PathBuf,
 }
 
 impl Server {
-    fn start(dir: &Path) -> Result<Server, BenchError> {
+    /// Runs this executable as `payops up --port 0 --data DIR` and waits for its address.
+    pub fn start(dir: &Path) -> Result<Server, BenchError> {
         let exe = std::env::current_exe().map_err(BenchError::Spawn)?;
         let mut child = Command::new(exe)
             .args(["up", "--port", "0", "--data"])
@@ -100,7 +103,8 @@ impl Server {
         })
     }
 
-    fn cpu_seconds(&self) -> f64 {
+    /// User + system CPU seconds the server has used so far.
+    pub fn cpu_seconds(&self) -> f64 {
         process_cpu_seconds(self.child.id()).unwrap_or(0.0)
     }
 }

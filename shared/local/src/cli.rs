@@ -8,7 +8,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use payops_app::ports::SystemClock;
 
-use crate::{bench, demo, runtime};
+use crate::{bench, bench_transfers, demo, runtime};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -51,6 +51,22 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The payroll file, offline: summarise one, or generate a large one.
+    #[command(subcommand)]
+    Payroll(crate::cli_payroll::PayrollCommand),
+    /// Cash advances.
+    #[command(subcommand)]
+    Advances(AdvancesCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdvancesCommand {
+    /// Check that every advance's instalments (paid + due + in progress) sum to its amount;
+    /// lists the differences and exits non-zero when there are any.
+    Audit {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -66,13 +82,29 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Transfers through the accounts API of a `payops up` process on loopback.
+    Transfers {
+        /// Concurrent HTTP clients.
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// Measured transfers per run (after a warm-up).
+        #[arg(long, default_value_t = 20_000)]
+        transfers: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Cli {
     pub fn default_log_level(&self) -> &'static str {
         match self.command {
             Command::Up { .. } | Command::Trigger { .. } => "info",
-            Command::Demo { .. } | Command::Bench(_) => "warn",
+            Command::Demo { .. }
+            | Command::Bench(_)
+            | Command::Payroll(_)
+            | Command::Advances(_) => "warn",
         }
     }
 }
@@ -96,6 +128,7 @@ type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
 async fn execute(cli: Cli) -> Result<(), AnyError> {
     match cli.command {
+        Command::Payroll(cmd) => crate::cli_payroll::run(cmd).await?,
         Command::Up { port } => {
             runtime::up(runtime::UpOptions {
                 data_dir: cli.data,
@@ -154,8 +187,93 @@ async fn execute(cli: Cli) -> Result<(), AnyError> {
                 print_bench(&report);
             }
         }
+        Command::Bench(BenchCommand::Transfers {
+            clients,
+            transfers,
+            runs,
+            json,
+        }) => {
+            let options = bench_transfers::TransferBenchOptions {
+                clients,
+                transfers,
+                runs,
+            };
+            let report = bench_transfers::transfers(&options, |m| {
+                if !json {
+                    eprintln!("bench: {m}")
+                }
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_transfer_bench(&report);
+            }
+        }
+        Command::Advances(AdvancesCommand::Audit { json }) => {
+            let env = crate::env::LocalEnv::open(&cli.data, Arc::new(SystemClock))?;
+            let accounts = payops_app::accounts::Accounts::from_resources(&env)?;
+            let report = payops_app::accounts::Auditor::new(accounts)
+                .audit_all()
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_audit(&report);
+            }
+            if !report.differences.is_empty() {
+                return Err(format!(
+                    "{} of {} advances have instalments that do not sum to their amount",
+                    report.differences.len(),
+                    report.advances_checked
+                )
+                .into());
+            }
+        }
     }
     Ok(())
+}
+
+fn print_audit(report: &payops_app::accounts::AuditReport) {
+    println!(
+        "advances audit: {} advances checked, {} with differences",
+        report.advances_checked,
+        report.differences.len()
+    );
+    for d in &report.differences {
+        println!(
+            "  {}  amount {}  paid {}  due {}  in progress {}  difference {}",
+            d.advance_id, d.amount, d.paid, d.due, d.in_progress, d.difference
+        );
+    }
+}
+
+fn print_transfer_bench(report: &bench_transfers::TransferBenchReport) {
+    let m = &report.median;
+    println!(
+        "transfers, {} per run after {} warm-up, {} clients, {} accounts, median of {} runs:",
+        m.transfers,
+        report.warmup_transfers,
+        m.clients,
+        report.accounts,
+        report.runs.len()
+    );
+    println!(
+        "  throughput              {:.0} transfers/s ({:.3} s)",
+        m.transfers_per_second, m.seconds
+    );
+    println!(
+        "  latency                 p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        m.p50_ms, m.p99_ms, m.max_ms
+    );
+    println!(
+        "  server CPU per transfer {:.1} µs",
+        m.server_cpu_us_per_transfer
+    );
+    println!(
+        "  client CPU per transfer {:.1} µs",
+        m.client_cpu_us_per_transfer
+    );
 }
 
 fn print_demo(report: &demo::DemoReport) {

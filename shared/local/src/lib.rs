@@ -10,7 +10,9 @@ pub mod store;
 pub mod table;
 
 pub mod bench;
+pub mod bench_transfers;
 pub mod cli;
+pub mod cli_payroll;
 pub mod client;
 pub mod demo;
 pub mod env;

@@ -311,12 +311,12 @@ async fn kill_and_restart_resumes_waits_and_token_waits() {
                "Parameters":{"FunctionName":"approve","Payload":{"TaskToken.$":"$$.Task.Token","batch.$":"$.batch"}},
                "ResultPath":"$.approval","Next":"Done"},
         "Done":{"Type":"Succeed"}}}"#;
-    for exec in [&h.executor] {
-        exec.register_json("waiter", wait_def, &HashMap::new())
-            .expect("valid");
-        exec.register_json("approver", token_def, &HashMap::new())
-            .expect("valid");
-    }
+    h.executor
+        .register_json("waiter", wait_def, &HashMap::new())
+        .expect("valid");
+    h.executor
+        .register_json("approver", token_def, &HashMap::new())
+        .expect("valid");
     let w = h
         .executor
         .start("waiter", "w1", json!({}))
@@ -488,4 +488,386 @@ async fn ops_views_list_and_history() {
     let text = serde_json::to_string(&history).expect("serialises");
     assert!(text.contains("\"type\":\"TaskFailed\""), "{text}");
     assert!(h.executor.execution_history("arn:nope").await.is_err());
+}
+
+mod distributed {
+    use super::*;
+    use bytes::Bytes;
+    use payops_app::ports::{Blobs, ManualClock};
+    use payops_local::store::LocalStore;
+    use std::sync::Arc;
+
+    struct Setup {
+        executor: Executor,
+        store: LocalStore,
+        script: Arc<harness::Script>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn setup(replies: HashMap<String, Vec<Value>>) -> Setup {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let clock = Arc::new(ManualClock::new(t0()));
+        let store = LocalStore::open(dir.path(), clock.clone()).expect("store opens");
+        let script = Arc::new(harness::Script::new(replies));
+        let executor = harness::executor_on(
+            store.db().clone(),
+            clock,
+            script.clone(),
+            Some(Arc::new(store.clone())),
+        );
+        Setup {
+            executor,
+            store,
+            script,
+            _dir: dir,
+        }
+    }
+
+    async fn read_json(blobs: &dyn Blobs, key: &str) -> Value {
+        let blob = blobs
+            .get(key)
+            .await
+            .expect("reads")
+            .unwrap_or_else(|| panic!("{key} exists"));
+        serde_json::from_slice(&blob.body).expect("JSON object")
+    }
+
+    #[tokio::test]
+    async fn csv_item_reader_tolerance_and_result_writer() {
+        let s = setup(replies(json!({"validate": [{
+            "match": [{"payload": {"row": {"id": "3", "amount": "x"}, "batch": "b1"},
+                       "reply": {"error": "Rejected", "cause": "line 4: amount 'x' is not a number"}}],
+            "default": {"echo": true}}]})));
+        s.store
+            .blobs("inbox")
+            .put(
+                "debts/client-a.csv",
+                Bytes::from("id,amount\n1,10.00\n2,\"1.234,56\"\n3,x\n"),
+                "text/csv",
+            )
+            .await
+            .expect("upload");
+        let definition = json!({"StartAt": "Rows", "States": {"Rows": {
+            "Type": "Map", "MaxConcurrency": 2, "ToleratedFailureCount": 1, "End": true,
+            "ItemReader": {"Resource": "arn:aws:states:::s3:getObject",
+                           "Parameters": {"Bucket": "inbox", "Key.$": "$.key"},
+                           "ReaderConfig": {"InputType": "CSV", "CSVHeaderLocation": "FIRST_ROW"}},
+            "ItemSelector": {"row.$": "$$.Map.Item.Value", "batch.$": "$.batch"},
+            "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                "StartAt": "Validate", "States": {"Validate": {"Type": "Task",
+                    "Resource": "arn:aws:lambda:us-east-1:123456789012:function:validate", "End": true}}},
+            "ResultWriter": {"Resource": "arn:aws:states:::s3:putObject",
+                             "Parameters": {"Bucket": "reports", "Prefix": "map-runs"}}}}});
+        s.executor
+            .register_json("intake", &definition.to_string(), &HashMap::new())
+            .expect("valid");
+        let id = s
+            .executor
+            .start(
+                "intake",
+                "file-1",
+                json!({"key": "debts/client-a.csv", "batch": "b1"}),
+            )
+            .await
+            .expect("starts");
+        let done = bounded("distributed map", s.executor.wait_finished(&id))
+            .await
+            .expect("finishes");
+        assert_eq!(done.status, ExecutionStatus::Succeeded, "{:?}", done.cause);
+        assert_eq!(s.script.calls_to("validate"), 3);
+        let output = done.output.expect("output");
+        assert_eq!(output["ResultWriterDetails"]["Bucket"], json!("reports"));
+        let manifest_key = output["ResultWriterDetails"]["Key"]
+            .as_str()
+            .expect("key")
+            .to_owned();
+        assert!(
+            manifest_key.starts_with("map-runs/") && manifest_key.ends_with("/manifest.json"),
+            "{manifest_key}"
+        );
+        let reports = s.store.blobs("reports");
+        let manifest = read_json(reports.as_ref(), &manifest_key).await;
+        let ok_key = manifest["ResultFiles"]["SUCCEEDED"][0]["Key"]
+            .as_str()
+            .expect("succeeded file")
+            .to_owned();
+        let failed_key = manifest["ResultFiles"]["FAILED"][0]["Key"]
+            .as_str()
+            .expect("failed file")
+            .to_owned();
+        let ok = read_json(reports.as_ref(), &ok_key).await;
+        let failed = read_json(reports.as_ref(), &failed_key).await;
+        assert_eq!(ok.as_array().map(Vec::len), Some(2));
+        assert_eq!(failed[0]["Error"], json!("Rejected"));
+        assert!(
+            failed[0]["Cause"]
+                .as_str()
+                .is_some_and(|c| c.contains("line 4"))
+        );
+        // The CSV field with a decimal comma arrived intact.
+        let outputs: Vec<Value> = ok
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|e| {
+                serde_json::from_str(e["Output"].as_str().expect("output text")).expect("JSON")
+            })
+            .collect();
+        assert!(
+            outputs.contains(&json!({"row": {"id": "2", "amount": "1.234,56"}, "batch": "b1"}))
+        );
+        let history = s.executor.execution_history(&id).await.expect("history");
+        assert_eq!(
+            history
+                .iter()
+                .filter(|e| e.event_type == "MapIterationFailed")
+                .count(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn list_objects_reader_and_item_batcher() {
+        let s = setup(HashMap::new());
+        let inbox = s.store.blobs("inbox");
+        for key in ["drop/a.xml", "drop/b.xml", "drop/c.xml", "other/d.xml"] {
+            inbox
+                .put(key, Bytes::from("<x/>"), "application/xml")
+                .await
+                .expect("upload");
+        }
+        let definition = json!({"StartAt": "Files", "States": {"Files": {
+            "Type": "Map", "End": true,
+            "ItemReader": {"Resource": "arn:aws:states:::s3:listObjectsV2", "Parameters": {"Bucket": "inbox", "Prefix": "drop/"}},
+            "ItemSelector": {"key.$": "$$.Map.Item.Value.Key", "size.$": "$$.Map.Item.Value.Size"},
+            "ItemBatcher": {"MaxItemsPerBatch": 2, "BatchInput": {"source": "sftp"}},
+            "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"},
+                "StartAt": "Count", "States": {"Count": {"Type": "Pass",
+                    "Parameters": {"n.$": "States.ArrayLength($.Items)", "first.$": "$.Items[0].key", "source.$": "$.BatchInput.source"},
+                    "End": true}}}}}});
+        s.executor
+            .register_json("files", &definition.to_string(), &HashMap::new())
+            .expect("valid");
+        let id = s
+            .executor
+            .start("files", "scan-1", json!({}))
+            .await
+            .expect("starts");
+        let done = bounded("listing map", s.executor.wait_finished(&id))
+            .await
+            .expect("finishes");
+        assert_eq!(
+            done.output,
+            Some(json!([
+                {"n": 2, "first": "drop/a.xml", "source": "sftp"},
+                {"n": 1, "first": "drop/c.xml", "source": "sftp"}
+            ]))
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_object_fails_with_item_reader_failed() {
+        let s = setup(HashMap::new());
+        let definition = json!({"StartAt": "Rows", "States": {"Rows": {
+            "Type": "Map", "End": true,
+            "ItemReader": {"Resource": "arn:aws:states:::s3:getObject", "Parameters": {"Bucket": "inbox", "Key": "nope.json"},
+                           "ReaderConfig": {"InputType": "JSON"}},
+            "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                "StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}}}});
+        s.executor
+            .register_json("m", &definition.to_string(), &HashMap::new())
+            .expect("valid");
+        let id = s.executor.start("m", "x", json!({})).await.expect("starts");
+        let done = bounded("map", s.executor.wait_finished(&id))
+            .await
+            .expect("finishes");
+        assert_eq!(done.status, ExecutionStatus::Failed);
+        assert_eq!(done.error.as_deref(), Some("States.ItemReaderFailed"));
+        assert!(
+            done.cause
+                .as_deref()
+                .is_some_and(|c| c.contains("nope.json"))
+        );
+    }
+}
+
+#[tokio::test]
+async fn restart_inside_map_resumes_parked_iterations_only() {
+    let h = harness(replies(json!({"ask": [{"output": "queued"}]})));
+    let def = r#"{"StartAt":"Each","States":{"Each":{"Type":"Map","MaxConcurrency":2,"End":true,
+        "ItemProcessor":{"StartAt":"Ask","States":{
+            "Ask":{"Type":"Task","Resource":"arn:aws:states:::lambda:invoke.waitForTaskToken",
+                   "Parameters":{"FunctionName":"ask","Payload":{"TaskToken.$":"$$.Task.Token","item.$":"$"}},"Next":"Tag"},
+            "Tag":{"Type":"Pass","Parameters":{"answer.$":"$"},"End":true}}}}}}"#;
+    h.executor
+        .register_json("m", def, &HashMap::new())
+        .expect("valid");
+    let id = h
+        .executor
+        .start("m", "r1", json!([10, 20, 30]))
+        .await
+        .expect("starts");
+    settle_all(&h.executor, &id).await;
+    // Two iterations wait on tokens; the third has not started (MaxConcurrency 2).
+    assert_eq!(h.script.calls_to("ask"), 2);
+    let t0_token = h.script.token(0).expect("token 0");
+    h.executor
+        .send_task_success(&t0_token, json!("A"))
+        .await
+        .expect("accepted");
+    settle_all(&h.executor, &id).await;
+    assert_eq!(h.script.calls_to("ask"), 3);
+    h.executor.halt();
+
+    let again = harness::executor_on(h.db.clone(), h.clock.clone(), h.script.clone(), None);
+    again
+        .register_json("m", def, &HashMap::new())
+        .expect("valid");
+    assert_eq!(again.resume_running().await.expect("resumes"), 1);
+    settle_all(&again, &id).await;
+    // Nothing is asked twice: the two waiting iterations keep their tokens.
+    assert_eq!(h.script.calls_to("ask"), 3);
+    let tokens: Vec<String> = (1..3).map(|i| h.script.token(i).expect("token")).collect();
+    again
+        .send_task_success(&tokens[1], json!("C"))
+        .await
+        .expect("accepted");
+    again
+        .send_task_success(&tokens[0], json!("B"))
+        .await
+        .expect("accepted");
+    let done = bounded("map", again.wait_finished(&id))
+        .await
+        .expect("finishes");
+    assert_eq!(
+        done.output,
+        Some(json!([{"answer": "A"}, {"answer": "B"}, {"answer": "C"}]))
+    );
+}
+
+#[tokio::test]
+async fn stop_aborts_a_running_execution() {
+    let h = harness(HashMap::new());
+    h.executor
+        .register_json(
+            "w",
+            r#"{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":100,"End":true}}}"#,
+            &HashMap::new(),
+        )
+        .expect("valid");
+    let id = h
+        .executor
+        .start("w", "s1", json!({}))
+        .await
+        .expect("starts");
+    settle_all(&h.executor, &id).await;
+    h.executor
+        .stop(&id, "Operator", "stopped by ops")
+        .await
+        .expect("stops");
+    let rec = h
+        .executor
+        .describe(&id)
+        .await
+        .expect("describe")
+        .expect("exists");
+    assert_eq!(rec.status, ExecutionStatus::Aborted);
+    assert_eq!(rec.error.as_deref(), Some("Operator"));
+    let history = h.executor.execution_history(&id).await.expect("history");
+    assert_eq!(
+        history.last().map(|e| e.event_type.as_ref()),
+        Some("ExecutionAborted")
+    );
+}
+
+/// Replaces every `${Name}` with a plausible value of its kind, for load-time validation
+/// without the SAM template's real values.
+fn placeholder_substitutions(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let name = &after[..end];
+        if name.contains("Queue") {
+            out.push_str(&format!("http://127.0.0.1:3000/000000000000/{name}"));
+        } else if name.contains("Table") || name.contains("Bucket") || name.contains("Bus") {
+            out.push_str(name);
+        } else {
+            out.push_str(&format!(
+                "arn:aws:lambda:us-east-1:000000000000:function:{name}"
+            ));
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn every_repository_definition_loads_strictly() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../statemachines");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    let mut problems = Vec::new();
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("readable definition");
+        if let Err(e) =
+            payops_core::asl::StateMachine::from_json_str(&placeholder_substitutions(&text))
+        {
+            problems.push(format!("{}: {e}", path.display()));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[tokio::test]
+async fn register_file_names_the_file_state_and_reason() {
+    let h = harness(HashMap::new());
+    let file = h.dir.path().join("payroll.asl.json");
+    std::fs::write(
+        &file,
+        r#"{"StartAt":"Approve","States":{"Approve":{"Type":"Task","Resource":"${ApproveFunctionArn}","Next":"Missing"}}}"#,
+    )
+    .expect("writes");
+    let subs: std::collections::BTreeMap<String, String> = [(
+        "ApproveFunctionArn".to_string(),
+        "arn:aws:lambda:us-east-1:000000000000:function:approve".to_string(),
+    )]
+    .into();
+    let e = h
+        .executor
+        .register_file("payroll", &file, &subs)
+        .expect_err("dangling Next");
+    let text = e.to_string();
+    assert!(
+        text.contains("payroll.asl.json") && text.contains("'Approve'") && text.contains("Missing"),
+        "{text}"
+    );
+    std::fs::write(
+        &file,
+        r#"{"StartAt":"Approve","States":{"Approve":{"Type":"Task","Resource":"${ApproveFunctionArn}","End":true}}}"#,
+    )
+    .expect("writes");
+    h.executor
+        .register_file("payroll", &file, &subs)
+        .expect("valid now");
+    let id = h
+        .executor
+        .start("payroll", "p1", json!({"n": 1}))
+        .await
+        .expect("starts");
+    let done = bounded("payroll", h.executor.wait_finished(&id))
+        .await
+        .expect("finishes");
+    assert_eq!(done.output, Some(json!({"n": 1})));
+    assert_eq!(h.script.calls_to("approve"), 1);
 }

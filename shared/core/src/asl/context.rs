@@ -80,6 +80,47 @@ fn field(segments: &[Segment], i: usize) -> Option<&str> {
     }
 }
 
+impl StateContext<'_> {
+    /// One top-level section of the context object, without the (possibly large) execution
+    /// input or Map item unless `with_bulk`.
+    fn section(&self, name: &str, with_bulk: bool) -> Option<Value> {
+        Some(match name {
+            "Execution" => {
+                let mut v = json!({
+                    "Id": self.execution.id,
+                    "Name": self.execution.name,
+                    "RoleArn": self.execution.role_arn,
+                    "StartTime": format_time(self.execution.start_time),
+                    "RedriveCount": 0,
+                });
+                if with_bulk {
+                    v["Input"] = self.execution.input.clone();
+                }
+                v
+            }
+            "State" => json!({
+                "EnteredTime": format_time(self.entered_time),
+                "Name": self.state_name,
+                "RetryCount": self.retry_count,
+            }),
+            "StateMachine" => json!({
+                "Id": self.execution.state_machine_id,
+                "Name": self.execution.state_machine_name,
+            }),
+            "Task" => json!({ "Token": self.task_token? }),
+            "Map" => {
+                let (index, value) = self.map_item?;
+                let mut item = json!({ "Index": index });
+                if with_bulk {
+                    item["Value"] = value.clone();
+                }
+                json!({ "Item": item })
+            }
+            _ => return None,
+        })
+    }
+}
+
 impl ContextSource for StateContext<'_> {
     fn select_context(&self, path: &Path) -> Option<Cow<'_, Value>> {
         let segments = path.segments();
@@ -92,9 +133,13 @@ impl ContextSource for StateContext<'_> {
                 let (_, value) = self.map_item?;
                 select_segments(&segments[3..], definite, value)
             }
-            (Some("Task"), Some("Token"), None) if segments.len() == 2 => self
-                .task_token
-                .map(|t| Cow::Owned(Value::String(t.to_owned()))),
+            (Some(section), rest, _) => {
+                // Only a path that stops at the section (or at Map.Item) needs the bulk.
+                let with_bulk = rest.is_none() || (section == "Map" && segments.len() == 2);
+                let value = self.section(section, with_bulk)?;
+                select_segments(&segments[1..], definite, &value)
+                    .map(|v| Cow::Owned(v.into_owned()))
+            }
             _ => {
                 let whole = self.to_value();
                 select_segments(segments, definite, &whole).map(|v| Cow::Owned(v.into_owned()))
@@ -142,5 +187,19 @@ mod tests {
         );
         assert_eq!(get("$$.Execution.Name"), Some(json!("run-1")));
         assert_eq!(get("$$.Nope"), None);
+        assert_eq!(get("$$.Execution.Input"), Some(json!({"batch": {"id": 7}})));
+        assert_eq!(
+            get("$$.Execution").expect("exists").get("Input").cloned(),
+            Some(json!({"batch": {"id": 7}}))
+        );
+        assert_eq!(
+            get("$$.Map.Item"),
+            Some(json!({"Index": 4, "Value": {"n": 3}}))
+        );
+        assert_eq!(get("$$.StateMachine.Name"), Some(json!("sm")));
+        assert_eq!(
+            get("$$").expect("exists").pointer("/Task/Token").cloned(),
+            Some(json!("tok"))
+        );
     }
 }

@@ -163,6 +163,20 @@ pub fn select_io<'v>(
         })
 }
 
+/// Like [`select_io`], consuming the value: `$` hands it back without a copy.
+pub fn select_io_owned(
+    path: Option<&Path>,
+    value: Value,
+    ctx: &StateContext<'_>,
+    entropy: &dyn Entropy,
+    field: &str,
+) -> Result<Value, Failure> {
+    match path {
+        Some(p) if p.is_root() => Ok(value),
+        _ => select_io(path, &value, ctx, entropy, field).map(Cow::into_owned),
+    }
+}
+
 /// A short rendering of a value for error causes.
 fn preview(v: &Value) -> String {
     const PREVIEW_CHARS_MAX: usize = 200;
@@ -221,14 +235,13 @@ fn finish_output(
 ) -> Result<Value, Failure> {
     let selected = eval_template(result_selector, Cow::Owned(result), ctx, entropy)?;
     let merged = apply_result_path(raw_input, selected, result_path)?;
-    Ok(select_io(
+    select_io_owned(
         state.output_path.as_ref(),
-        &merged,
+        merged,
         ctx,
         entropy,
         "OutputPath",
-    )?
-    .into_owned())
+    )
 }
 
 /// Leaves the state with `output`: records the exit and picks `Next` or the end of the block.
@@ -406,14 +419,14 @@ fn immediate(
                 None => effective_input(state, raw_input, p.parameters.as_ref(), ctx, entropy)?,
             };
             let merged = apply_result_path(raw_input, result, &p.result_path)?;
-            let output = select_io(
+            let output = select_io_owned(
                 state.output_path.as_ref(),
-                &merged,
+                merged,
                 ctx,
                 entropy,
                 "OutputPath",
             )?;
-            Ok(transition(state, output.into_owned(), sink))
+            Ok(transition(state, output, sink))
         }
         StateKind::Choice(c) => {
             let input = select_io(

@@ -263,7 +263,7 @@ fn retry_then_catch_in_order() {
     assert_eq!(out.visited, vec!["T", "Handled"]);
     // Two retries: 1 s then 2 s of backoff.
     assert_eq!(out.elapsed, Duration::seconds(3));
-    let kinds: Vec<String> = out.events.iter().map(EventKind::type_name).collect();
+    let kinds: Vec<&str> = out.events.iter().map(EventKind::type_name).collect();
     assert_eq!(
         kinds,
         vec![

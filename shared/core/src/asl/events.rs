@@ -118,21 +118,52 @@ pub enum EventKind {
 
 impl EventKind {
     /// The console's event type name, e.g. `TaskStateEntered`.
-    pub fn type_name(&self) -> String {
+    pub fn type_name(&self) -> &'static str {
         match self {
-            EventKind::StateEntered { state_type, .. } => {
-                format!("{}StateEntered", state_type.name())
-            }
-            EventKind::StateExited { state_type, .. } => {
-                format!("{}StateExited", state_type.name())
-            }
-            other => {
-                // Serialised tag of the variant: the variant name itself.
-                serde_json::to_value(other)
-                    .ok()
-                    .and_then(|v| v.get("kind").and_then(Value::as_str).map(str::to_owned))
-                    .unwrap_or_default()
-            }
+            EventKind::StateEntered { state_type, .. } => match state_type {
+                StateType::Pass => "PassStateEntered",
+                StateType::Task => "TaskStateEntered",
+                StateType::Choice => "ChoiceStateEntered",
+                StateType::Wait => "WaitStateEntered",
+                StateType::Succeed => "SucceedStateEntered",
+                StateType::Fail => "FailStateEntered",
+                StateType::Parallel => "ParallelStateEntered",
+                StateType::Map => "MapStateEntered",
+            },
+            EventKind::StateExited { state_type, .. } => match state_type {
+                StateType::Pass => "PassStateExited",
+                StateType::Task => "TaskStateExited",
+                StateType::Choice => "ChoiceStateExited",
+                StateType::Wait => "WaitStateExited",
+                StateType::Succeed => "SucceedStateExited",
+                StateType::Fail => "FailStateExited",
+                StateType::Parallel => "ParallelStateExited",
+                StateType::Map => "MapStateExited",
+            },
+            EventKind::ExecutionStarted { .. } => "ExecutionStarted",
+            EventKind::ExecutionSucceeded { .. } => "ExecutionSucceeded",
+            EventKind::ExecutionFailed { .. } => "ExecutionFailed",
+            EventKind::ExecutionTimedOut { .. } => "ExecutionTimedOut",
+            EventKind::ExecutionAborted { .. } => "ExecutionAborted",
+            EventKind::WaitScheduled { .. } => "WaitScheduled",
+            EventKind::TaskScheduled { .. } => "TaskScheduled",
+            EventKind::TaskStarted { .. } => "TaskStarted",
+            EventKind::TaskSubmitted { .. } => "TaskSubmitted",
+            EventKind::TaskSucceeded { .. } => "TaskSucceeded",
+            EventKind::TaskFailed { .. } => "TaskFailed",
+            EventKind::TaskTimedOut { .. } => "TaskTimedOut",
+            EventKind::RetryScheduled { .. } => "RetryScheduled",
+            EventKind::ErrorCaught { .. } => "ErrorCaught",
+            EventKind::ParallelStateStarted { .. } => "ParallelStateStarted",
+            EventKind::ParallelStateSucceeded => "ParallelStateSucceeded",
+            EventKind::ParallelStateFailed { .. } => "ParallelStateFailed",
+            EventKind::MapStateStarted { .. } => "MapStateStarted",
+            EventKind::MapIterationStarted { .. } => "MapIterationStarted",
+            EventKind::MapIterationSucceeded { .. } => "MapIterationSucceeded",
+            EventKind::MapIterationFailed { .. } => "MapIterationFailed",
+            EventKind::MapIterationAborted { .. } => "MapIterationAborted",
+            EventKind::MapStateSucceeded => "MapStateSucceeded",
+            EventKind::MapStateFailed { .. } => "MapStateFailed",
         }
     }
 

@@ -37,6 +37,8 @@ pub const TASK_ERROR_CHARS_MAX: usize = 256;
 pub const TASK_CAUSE_CHARS_MAX: usize = 32_768;
 /// How often a busy execution writes its history and snapshot.
 pub const CHECKPOINT_INTERVAL_MS_DEFAULT: u64 = 500;
+/// How often a busy execution hands its new history events to the store, in the background.
+pub const EVENTS_FLUSH_INTERVAL_MS_DEFAULT: u64 = 50;
 /// The role shown in `$$.Execution.RoleArn`.
 pub const LOCAL_ROLE_ARN: &str = "arn:aws:iam::000000000000:role/payops-local";
 
@@ -51,6 +53,19 @@ pub enum ExecutorError {
         name: String,
         #[source]
         source: DefinitionError,
+    },
+    #[error("{file}: state machine '{name}': {source}")]
+    DefinitionFile {
+        file: std::path::PathBuf,
+        name: String,
+        #[source]
+        source: DefinitionError,
+    },
+    #[error("cannot read {file}: {source}")]
+    Io {
+        file: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
     },
     #[error("execution '{name}' of '{state_machine}' already exists with a different input")]
     AlreadyExists { state_machine: String, name: String },
@@ -127,13 +142,17 @@ pub struct ExecutorDeps {
 
 #[derive(Debug, Clone)]
 pub struct ExecutorConfig {
+    /// Snapshot (and history) write interval while frames make progress.
     pub checkpoint_interval_ms: u64,
+    /// History-only write interval, done by a background task.
+    pub events_flush_interval_ms: u64,
 }
 
 impl Default for ExecutorConfig {
     fn default() -> Self {
         ExecutorConfig {
             checkpoint_interval_ms: CHECKPOINT_INTERVAL_MS_DEFAULT,
+            events_flush_interval_ms: EVENTS_FLUSH_INTERVAL_MS_DEFAULT,
         }
     }
 }
@@ -297,6 +316,34 @@ impl Executor {
         Ok(())
     }
 
+    /// Reads a definition file (a `DefinitionUri` of the SAM template), applies the
+    /// template's `DefinitionSubstitutions` and registers it; errors name the file, the state
+    /// and the reason. Blocking file read: call at start-up.
+    pub fn register_file<'a>(
+        &self,
+        name: &str,
+        file: &std::path::Path,
+        substitutions: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> Result<(), ExecutorError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ExecutorError::Io {
+            file: file.to_owned(),
+            source,
+        })?;
+        let substitutions: HashMap<String, String> = substitutions
+            .into_iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        self.register_json(name, &text, &substitutions)
+            .map_err(|e| match e {
+                ExecutorError::Definition { name, source } => ExecutorError::DefinitionFile {
+                    file: file.to_owned(),
+                    name,
+                    source,
+                },
+                other => other,
+            })
+    }
+
     pub fn state_machines(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .inner
@@ -379,7 +426,7 @@ impl Executor {
                     id: 1,
                     timestamp: now,
                     scope: String::new(),
-                    event_type: started.type_name(),
+                    event_type: started.type_name().into(),
                     event: started,
                 }],
             })
@@ -415,7 +462,8 @@ impl Executor {
     /// Executions of state machines that are not registered stay RUNNING and are reported.
     pub async fn resume_running(&self) -> Result<usize, ExecutorError> {
         let mut resumed = 0;
-        for (record, snapshot_text) in self.inner.store.load_running().await? {
+        for running in self.inner.store.load_running().await? {
+            let record = running.record;
             if lock(&self.inner.runs).contains_key(&record.id) {
                 continue;
             }
@@ -426,11 +474,15 @@ impl Executor {
                     continue;
                 }
             };
-            let snapshot: Snapshot =
-                serde_json::from_str(&snapshot_text).map_err(|source| ExecutorError::Snapshot {
-                    id: record.id.clone(),
-                    source,
+            let mut snapshot: Snapshot =
+                serde_json::from_str(&running.snapshot).map_err(|source| {
+                    ExecutorError::Snapshot {
+                        id: record.id.clone(),
+                        source,
+                    }
                 })?;
+            // History may have been flushed past the snapshot: new events follow the last one.
+            snapshot.next_event_id = snapshot.next_event_id.max(running.last_event_id + 1);
             let deadline = machine.definition.timeout_seconds.map(|s| {
                 record.start_time + Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 2_000))
             });
@@ -653,6 +705,9 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, guard: BusyGuard) {
 }
 
 async fn finish(inner: &Inner, run: &Arc<Run>, ended: Ended) {
+    if run.ended.swap(true, Ordering::SeqCst) {
+        return;
+    }
     let now: DateTime<Utc> = inner.clock.now();
     let (event, finish) = match ended {
         Ended::Done(Ok(output)) => (
@@ -721,7 +776,7 @@ async fn finish(inner: &Inner, run: &Arc<Run>, ended: Ended) {
             id,
             timestamp: now,
             scope: String::new(),
-            event_type: event.type_name(),
+            event_type: event.type_name().into(),
             event,
         });
     }

@@ -1,5 +1,7 @@
 //! What the executor stores and what the ops views show: executions and their history.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use payops_core::asl::EventKind;
 use serde::{Deserialize, Serialize};
@@ -101,7 +103,7 @@ pub struct HistoryEvent {
     pub scope: String,
     /// The console's event type, e.g. `TaskStateEntered`.
     #[serde(rename = "type")]
-    pub event_type: String,
+    pub event_type: Cow<'static, str>,
     /// The details (not flattened: flattening would buffer numbers and lose exactness).
     pub event: EventKind,
 }

@@ -55,6 +55,7 @@ pub(crate) struct RunState {
     pub dirty_gen: u64,
     pub saved_gen: u64,
     pub last_checkpoint: Instant,
+    pub last_flush: Instant,
 }
 
 impl RunState {
@@ -66,7 +67,7 @@ impl RunState {
                 id,
                 timestamp: now,
                 scope: scope.to_owned(),
-                event_type: event.type_name(),
+                event_type: event.type_name().into(),
                 event,
             });
         }
@@ -123,6 +124,10 @@ pub(crate) struct Run {
     idle: Notify,
     pub finished: watch::Sender<bool>,
     checkpoint_lock: tokio::sync::Mutex<()>,
+    /// A background history flush is under way.
+    flushing: AtomicBool,
+    /// The execution's end is being recorded (by its driver or by `stop`): only once.
+    pub ended: AtomicBool,
     /// When the execution times out (`TimeoutSeconds` of the state machine).
     pub deadline: Option<DateTime<Utc>>,
     pub abort: Mutex<Option<tokio::task::AbortHandle>>,
@@ -142,6 +147,15 @@ impl Parked {
         Parked {
             run: Arc::clone(run),
             woken: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// A guard that starts busy: the frame parks at its first `repark` (after registering
+    /// where its wake-ups come from, so none is lost in between).
+    fn starting_busy(run: &Arc<Run>) -> Parked {
+        Parked {
+            run: Arc::clone(run),
+            woken: Arc::new(AtomicBool::new(true)),
         }
     }
 
@@ -223,11 +237,14 @@ impl Run {
                 dirty_gen: 0,
                 saved_gen: 0,
                 last_checkpoint: Instant::now(),
+                last_flush: Instant::now(),
             }),
             busy: AtomicUsize::new(0),
             idle: Notify::new(),
             finished,
             checkpoint_lock: tokio::sync::Mutex::new(()),
+            flushing: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
             deadline,
             abort: Mutex::new(None),
         }
@@ -299,6 +316,40 @@ impl Run {
         if let Err(e) = inner.store.checkpoint(cp).await {
             tracing::error!(execution = %self.exec.id, error = %e, "workflow checkpoint failed; a restart resumes from the previous one");
         }
+    }
+
+    /// Writes the history recorded so far (no snapshot): cheap to take, done off the hot path.
+    async fn flush_events(&self, inner: &Inner) {
+        let _serial = self.checkpoint_lock.lock().await;
+        let cp = {
+            let mut st = self.lock();
+            st.last_flush = Instant::now();
+            Checkpoint {
+                execution_id: self.exec.id.clone(),
+                snapshot: None,
+                events: std::mem::take(&mut st.pending_events),
+                new_tokens: std::mem::take(&mut st.new_tokens),
+                finish: None,
+            }
+        };
+        if cp.events.is_empty() && cp.new_tokens.is_empty() {
+            return;
+        }
+        if let Err(e) = inner.store.checkpoint(cp).await {
+            tracing::error!(execution = %self.exec.id, error = %e, "workflow history flush failed");
+        }
+    }
+
+    /// Starts a background history flush unless one is running.
+    fn flush_in_background(self: &Arc<Self>, inner: &Arc<Inner>) {
+        if self.flushing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (run, inner) = (Arc::clone(self), Arc::clone(inner));
+        tokio::spawn(async move {
+            run.flush_events(&inner).await;
+            run.flushing.store(false, Ordering::SeqCst);
+        });
     }
 
     /// Events recorded since the last checkpoint, for live history views.
@@ -440,17 +491,24 @@ async fn frame_loop(inner: &Arc<Inner>, run: &Arc<Run>, id: FrameId) -> Result<V
         let action = decide(inner, run, id, block, &label)?;
         match action {
             Action::Continue => {
-                let due = {
+                let (checkpoint_due, flush_due) = {
                     let mut st = run.lock();
-                    let due = st.last_checkpoint.elapsed()
+                    let checkpoint_due = st.last_checkpoint.elapsed()
                         >= StdDuration::from_millis(inner.config.checkpoint_interval_ms);
-                    if due {
+                    if checkpoint_due {
                         st.last_checkpoint = Instant::now();
                     }
-                    due
+                    let flush_due = st.last_flush.elapsed()
+                        >= StdDuration::from_millis(inner.config.events_flush_interval_ms);
+                    if flush_due {
+                        st.last_flush = Instant::now();
+                    }
+                    (checkpoint_due, flush_due)
                 };
-                if due {
+                if checkpoint_due {
                     run.checkpoint(inner, None, None).await;
+                } else if flush_due {
+                    run.flush_in_background(inner);
                 }
             }
             Action::Finish(result) => return result,
@@ -482,7 +540,7 @@ async fn frame_loop(inner: &Arc<Inner>, run: &Arc<Run>, id: FrameId) -> Result<V
                 }
             }
             Action::Invoke { request, deadline } => {
-                let outcome = invoke(inner, run, &request, deadline).await;
+                let outcome = invoke(inner, run, request, deadline).await;
                 if let Some(r) = complete(inner, run, id, block, &label, outcome, None)? {
                     return r;
                 }
@@ -495,10 +553,7 @@ async fn frame_loop(inner: &Arc<Inner>, run: &Arc<Run>, id: FrameId) -> Result<V
                 }
             }
             Action::Children => {
-                let outcome = {
-                    let _parked = Parked::new(run);
-                    run_children(inner, run, id, block, &label).await
-                };
+                let outcome = run_children(inner, run, id, block, &label).await;
                 if let Some(r) = complete(inner, run, id, block, &label, outcome, None)? {
                     return r;
                 }
@@ -742,14 +797,11 @@ fn complete(
 async fn invoke(
     inner: &Arc<Inner>,
     run: &Arc<Run>,
-    request: &engine::TaskRequest<'_>,
+    request: engine::TaskRequest<'_>,
     deadline: Option<DateTime<Utc>>,
 ) -> Result<Value, Failure> {
-    let call = call_service(
-        inner.invoker.as_ref(),
-        request.resource,
-        request.parameters.clone(),
-    );
+    let timeout_seconds = request.timeout_seconds;
+    let call = call_service(inner.invoker.as_ref(), request.resource, request.parameters);
     match deadline {
         None => call.await.map_err(Failure::from),
         Some(deadline) => {
@@ -762,7 +814,7 @@ async fn invoke(
                 r = call => r.map_err(Failure::from),
                 _ = timer => Err(Failure::new(
                     names::TIMEOUT,
-                    format!("the task did not finish within {} seconds", request.timeout_seconds),
+                    format!("the task did not finish within {timeout_seconds} seconds"),
                 )),
             }
         }
@@ -838,7 +890,7 @@ async fn token_wait(
     }
     let (tx, mut rx) = oneshot::channel();
     let heartbeat = Arc::new(Notify::new());
-    let parked = Parked::new(run);
+    let parked = Parked::starting_busy(run);
     inner.register_token(&token, tx, parked.wake_fn(), Arc::clone(&heartbeat));
     let _registration = TokenRegistration {
         inner,
@@ -855,7 +907,7 @@ async fn token_wait(
     }
     let mut heartbeat_deadline = wait.heartbeat_deadline;
     let outcome = loop {
-        // After a heartbeat woke the frame, it waits again.
+        // Parks now (and again after a heartbeat woke the frame).
         parked.repark();
         let timeout = inner
             .timers
@@ -1130,7 +1182,7 @@ async fn run_children(
     block: &Block,
     label: &str,
 ) -> Result<Value, Failure> {
-    let (state, kind, total, limit, tolerance, resumable) = {
+    let (state, kind, total, limit, tolerance, resumable, mut failed) = {
         let mut st = run.lock();
         let frame = st.frame(id)?;
         let state = block.state(frame.state);
@@ -1152,6 +1204,12 @@ async fn run_children(
                 _ => None,
             })
             .collect();
+        // Failures before a restart still count against the tolerance.
+        let failed = ch
+            .slots
+            .iter()
+            .filter(|s| matches!(s, Slot::Failed(_)))
+            .count();
         (
             state,
             ch.kind,
@@ -1162,6 +1220,7 @@ async fn run_children(
                 percentage: ch.tolerated_percentage,
             },
             resumable,
+            failed,
         )
     };
     let mut running: FuturesUnordered<ChildFuture> = FuturesUnordered::new();
@@ -1171,7 +1230,6 @@ async fn run_children(
         running.push(Box::pin(async move { (slot, child, fut.await) }));
     }
     let mut next_slot = 0usize;
-    let mut failed = 0usize;
     loop {
         // Top up to the concurrency limit with slots not started yet.
         while running.len() < limit {
@@ -1180,11 +1238,6 @@ async fn run_children(
                 let Phase::Children(ch) = &st.frame(id)?.phase else {
                     return Err(Failure::runtime("internal: children phase vanished"));
                 };
-                failed = ch
-                    .slots
-                    .iter()
-                    .filter(|s| matches!(s, Slot::Failed(_)))
-                    .count();
                 (next_slot..total).find(|i| matches!(ch.slots[*i], Slot::Pending))
             };
             let Some(slot) = pending else { break };
@@ -1197,13 +1250,19 @@ async fn run_children(
                 }
             }
         }
-        let Some((slot, child, result)) = running.next().await else {
+        // While its children run, the parent waits on them (they count as busy themselves).
+        let next = {
+            let _parked = Parked::new(run);
+            running.next().await
+        };
+        let Some((slot, child, result)) = next else {
             break;
         };
         let failure = {
             let mut st = run.lock();
             let now = inner.clock.now();
-            st.remove_subtree(child);
+            // A child that ended has no live frames below it.
+            st.frames.remove(&child);
             let Phase::Children(ch) = &mut st.frame(id)?.phase else {
                 return Err(Failure::runtime("internal: children phase vanished"));
             };

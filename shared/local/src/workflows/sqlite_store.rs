@@ -12,8 +12,8 @@ use super::model::{
     ExecutionFilter, ExecutionRecord, ExecutionStatus, ExecutionSummary, HistoryEvent,
 };
 use super::store::{
-    Checkpoint, Created, NewExecution, TokenCompletion, TokenOutcome, WorkflowStore,
-    WorkflowStoreError, limit,
+    Checkpoint, Created, NewExecution, RunningExecution, TokenCompletion, TokenOutcome,
+    WorkflowStore, WorkflowStoreError, limit,
 };
 use crate::sqlite::Db;
 
@@ -50,6 +50,9 @@ CREATE TABLE wf_tokens (
     outcome      TEXT
 ) WITHOUT ROWID;
 ";
+
+/// Largest serialisation buffer kept between history writes.
+const HISTORY_BUFFER_KEEP_BYTES: usize = 64 * 1024 * 1024;
 
 const TOKEN_WAITING: &str = "WAITING";
 const TOKEN_COMPLETED: &str = "COMPLETED";
@@ -128,12 +131,26 @@ fn insert_events(
     let (Some(first), Some(last)) = (events.first(), events.last()) else {
         return Ok(());
     };
-    let body = serde_json::to_string(events).map_err(json_err)?;
-    tx.prepare_cached(
-        "INSERT INTO wf_history (execution_id, first_event, last_event, events) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![execution_id, first.id as i64, last.id as i64, body])?;
-    Ok(())
+    // One buffer per database thread, reused: a chunk can be megabytes, and a fresh
+    // allocation each time costs more in page faults than the serialisation itself.
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUFFER.with(|buffer| {
+        let mut buf = buffer.borrow_mut();
+        buf.clear();
+        serde_json::to_writer(&mut *buf, events).map_err(json_err)?;
+        // serde_json writes UTF-8 only.
+        let body = std::str::from_utf8(&buf).map_err(|e| rusqlite::Error::Utf8Error(3, e))?;
+        tx.prepare_cached(
+            "INSERT INTO wf_history (execution_id, first_event, last_event, events) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![execution_id, first.id as i64, last.id as i64, body])?;
+        if buf.capacity() > HISTORY_BUFFER_KEEP_BYTES {
+            *buf = Vec::new();
+        }
+        Ok(())
+    })
 }
 
 #[async_trait]
@@ -219,16 +236,22 @@ impl WorkflowStore for SqliteWorkflowStore {
         Ok(())
     }
 
-    async fn load_running(&self) -> Result<Vec<(ExecutionRecord, String)>, WorkflowStoreError> {
+    async fn load_running(&self) -> Result<Vec<RunningExecution>, WorkflowStoreError> {
         Ok(self
             .db
             .call(|conn| {
                 let mut stmt = conn.prepare(&format!(
-                    "SELECT {RECORD_COLUMNS}, snapshot FROM wf_executions
+                    "SELECT {RECORD_COLUMNS}, snapshot,
+                            (SELECT MAX(last_event) FROM wf_history h WHERE h.execution_id = e.id)
+                     FROM wf_executions e
                      WHERE status = 'RUNNING' AND snapshot IS NOT NULL ORDER BY start_time"
                 ))?;
                 let rows = stmt.query_map([], |row| {
-                    Ok((record_from_row(row)?, row.get::<_, String>(10)?))
+                    Ok(RunningExecution {
+                        record: record_from_row(row)?,
+                        snapshot: row.get(10)?,
+                        last_event_id: row.get::<_, Option<i64>>(11)?.unwrap_or(0).max(0) as u64,
+                    })
                 })?;
                 rows.collect()
             })

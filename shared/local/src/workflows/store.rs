@@ -34,6 +34,15 @@ pub struct NewExecution {
     pub events: Vec<HistoryEvent>,
 }
 
+/// A RUNNING execution to resume: its record, its last snapshot and the id of the last history
+/// event written (which may be newer than the snapshot: history is flushed more often).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunningExecution {
+    pub record: ExecutionRecord,
+    pub snapshot: String,
+    pub last_event_id: u64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Created {
     New,
@@ -85,7 +94,7 @@ pub trait WorkflowStore: Send + Sync {
     async fn create(&self, new: NewExecution) -> Result<Created, WorkflowStoreError>;
     async fn checkpoint(&self, cp: Checkpoint) -> Result<(), WorkflowStoreError>;
     /// Executions still RUNNING, with their last snapshot.
-    async fn load_running(&self) -> Result<Vec<(ExecutionRecord, String)>, WorkflowStoreError>;
+    async fn load_running(&self) -> Result<Vec<RunningExecution>, WorkflowStoreError>;
     async fn get(&self, id: &str) -> Result<Option<ExecutionRecord>, WorkflowStoreError>;
     /// Newest first.
     async fn list(
@@ -186,12 +195,22 @@ impl WorkflowStore for MemoryWorkflowStore {
         Ok(())
     }
 
-    async fn load_running(&self) -> Result<Vec<(ExecutionRecord, String)>, WorkflowStoreError> {
+    async fn load_running(&self) -> Result<Vec<RunningExecution>, WorkflowStoreError> {
         let m = self.lock();
         Ok(m.executions
             .values()
             .filter(|(r, _)| r.status == ExecutionStatus::Running)
-            .filter_map(|(r, s)| s.clone().map(|s| (r.clone(), s)))
+            .filter_map(|(r, s)| {
+                s.clone().map(|snapshot| RunningExecution {
+                    record: r.clone(),
+                    snapshot,
+                    last_event_id: m
+                        .history
+                        .get(&r.id)
+                        .and_then(|h| h.last())
+                        .map_or(0, |e| e.id),
+                })
+            })
             .collect())
     }
 

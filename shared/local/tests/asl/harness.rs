@@ -133,10 +133,10 @@ impl TaskInvoker for Script {
     }
 
     async fn send_sqs(&self, parameters: Value) -> Result<Value, TaskFailure> {
-        if let Some(body) = parameters.get("MessageBody").and_then(Value::as_str) {
-            if let Ok(v) = serde_json::from_str::<Value>(body) {
-                self.find_tokens(&v);
-            }
+        if let Some(body) = parameters.get("MessageBody").and_then(Value::as_str)
+            && let Ok(v) = serde_json::from_str::<Value>(body)
+        {
+            self.find_tokens(&v);
         }
         let n = {
             let mut sqs = self.sqs.lock().expect("lock");
@@ -234,6 +234,6 @@ pub fn event_types(history: &[HistoryEvent], scope: &str) -> Vec<String> {
     history
         .iter()
         .filter(|e| e.scope == scope)
-        .map(|e| e.event_type.clone())
+        .map(|e| e.event_type.to_string())
         .collect()
 }
