@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::handler::{EventHandler, SqsHandler};
+use crate::handler::{EventHandler, SqsHandler, TaskHandler};
 use crate::resources::{ResourceError, Resources};
 
 /// A built function, by the kind of event it takes.
@@ -13,6 +13,8 @@ pub enum Function {
     Http(axum::Router),
     Sqs(Arc<dyn SqsHandler>),
     Event(Arc<dyn EventHandler>),
+    /// Invoked directly with a JSON payload (a Step Functions Task state).
+    Task(Arc<dyn TaskHandler>),
 }
 
 impl Function {
@@ -21,6 +23,7 @@ impl Function {
             Function::Http(_) => "http",
             Function::Sqs(_) => "sqs",
             Function::Event(_) => "event",
+            Function::Task(_) => "task",
         }
     }
 }

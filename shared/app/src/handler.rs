@@ -34,3 +34,11 @@ pub trait EventHandler: Send + Sync {
 pub trait S3Handler: Send + Sync {
     async fn handle(&self, event: S3Event) -> Result<(), HandlerError>;
 }
+
+/// A function invoked directly with a JSON payload (a Step Functions Task state through
+/// `lambda:invoke`). The error's `error_type()` (`Retryable`, `Rejected`, `Fatal`) becomes the
+/// Task's error name, so a state machine's Retry/Catch can match it.
+#[async_trait]
+pub trait TaskHandler: Send + Sync {
+    async fn handle(&self, input: serde_json::Value) -> Result<serde_json::Value, HandlerError>;
+}

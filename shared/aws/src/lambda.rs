@@ -89,5 +89,12 @@ pub async fn run(name: &str) -> Result<(), lambda_runtime::Error> {
             ))
             .await
         }
+        Function::Task(handler) => {
+            lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+                let handler = handler.clone();
+                async move { handler.handle(event.payload).await }
+            }))
+            .await
+        }
     }
 }

@@ -57,6 +57,9 @@ pub enum Command {
     /// Cash advances.
     #[command(subcommand)]
     Advances(AdvancesCommand),
+    /// State machine executions of a running `payops up`.
+    #[command(subcommand)]
+    Executions(crate::cli_executions::ExecutionsCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -104,7 +107,8 @@ impl Cli {
             Command::Demo { .. }
             | Command::Bench(_)
             | Command::Payroll(_)
-            | Command::Advances(_) => "warn",
+            | Command::Advances(_)
+            | Command::Executions(_) => "warn",
         }
     }
 }
@@ -129,6 +133,7 @@ type AnyError = Box<dyn std::error::Error + Send + Sync>;
 async fn execute(cli: Cli) -> Result<(), AnyError> {
     match cli.command {
         Command::Payroll(cmd) => crate::cli_payroll::run(cmd).await?,
+        Command::Executions(cmd) => crate::cli_executions::run(cmd).await?,
         Command::Up { port } => {
             runtime::up(runtime::UpOptions {
                 data_dir: cli.data,

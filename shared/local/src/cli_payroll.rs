@@ -97,12 +97,14 @@ fn summarize(path: &Path, json: bool) -> Result<(), PayrollCliError> {
         human(&summary)
     };
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|source| PayrollCliError::Write {
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        // The reader went away (`| head`): nothing left to tell it.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        result => result.map_err(|source| PayrollCliError::Write {
             path: PathBuf::from("<stdout>"),
             source,
-        })
+        }),
+    }
 }
 
 fn write_generated(rows: u32, seed: u64, out: &Path) -> Result<(), PayrollCliError> {

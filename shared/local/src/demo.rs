@@ -107,7 +107,7 @@ async fn payment_events(
             let index = (d * options.events_per_day + i) as u64;
             let body =
                 Bytes::from(payment_event_body(&mut rng, DEMO_SEED, index, *day).to_string());
-            if options.duplicate_every > 0 && i % options.duplicate_every == 0 {
+            if options.duplicate_every > 0 && i.is_multiple_of(options.duplicate_every) {
                 bodies.push(body.clone());
             }
             bodies.push(body);

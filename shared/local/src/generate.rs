@@ -49,7 +49,7 @@ pub fn payment_event_body(rng: &mut Rng, seed: u64, index: u64, day: NaiveDate) 
         .unwrap_or_default()
         + Duration::seconds(seconds);
     // Half the amounts as JSON strings and half as numbers: providers do both.
-    let amount_json = if index % 2 == 0 {
+    let amount_json = if index.is_multiple_of(2) {
         Value::String(amount.to_string())
     } else {
         serde_json::from_str(&amount.to_string()).unwrap_or(Value::String(amount.to_string()))

@@ -12,6 +12,7 @@ pub mod table;
 pub mod bench;
 pub mod bench_transfers;
 pub mod cli;
+pub mod cli_executions;
 pub mod cli_payroll;
 pub mod client;
 pub mod demo;

@@ -248,6 +248,26 @@ impl<'a, S: RowSink<'a>> Assembler<'a, S> {
         self.stack.len() == 1 && self.stack[0] == Node::Root
     }
 
+    /// Opens a `<row>` for a reader that knows the row's layout (only the document element is
+    /// open): as `start(b"row")`.
+    pub(crate) fn start_row(&mut self) -> Result<(), ShapeError> {
+        debug_assert!(self.at_top());
+        if self.rows >= ROWS_MAX {
+            return Err(ShapeError::TooManyRows);
+        }
+        self.rows += 1;
+        self.row.reset(self.rows);
+        self.stack.push(Node::Row);
+        Ok(())
+    }
+
+    /// Opens a field's element, first of its kind in the row, for a reader that knows the
+    /// row's layout: as `start` with its name. Containers are not tracked: they hold no state.
+    pub(crate) fn start_field(&mut self, field: Field) {
+        self.row.flags[field.index()] |= PRESENT;
+        self.stack.push(Node::Field(field));
+    }
+
     /// A whole `<row>` read at once by a reader that found each field exactly once, with one
     /// run of text each (the layout of nearly every file): the same as the element by element
     /// calls for it, without them.

@@ -64,9 +64,9 @@ pub(crate) fn scan<'a, S: RowSink<'a>>(
         }
         if end.open.len() == 1
             && asm.at_top()
-            && let Some((values, after)) = usual_row(input, lt)
+            && let Some((row, after)) = usual_row(input, lt)
         {
-            asm.whole_row(values).map_err(|_| Fallback)?;
+            usual_row_to(row, asm)?;
             pos = after;
             continue;
         }
@@ -74,46 +74,112 @@ pub(crate) fn scan<'a, S: RowSink<'a>>(
     }
 }
 
-/// Reads a row at `lt` laid out as the sample writes it: every field once, in the sample's
-/// order ([`Field::ALL`]), no whitespace between elements, no reference in any text. `None`
-/// for any other row, which is then read element by element. Spelled out literal by literal so
-/// that each comparison has a constant length, which the compiler turns into a few loads.
-fn usual_row(input: &str, lt: usize) -> Option<([&str; FIELD_COUNT], usize)> {
+/// A row laid out as the sample lays it out (see [`usual_row`]): each field's text, and which
+/// texts hold a reference.
+struct UsualRow<'a> {
+    values: [&'a str; FIELD_COUNT],
+    /// Bit `i` set when field `i`'s text contains `&`.
+    references: u32,
+}
+
+/// Reads a row at `lt` laid out as the sample lays it out: every field once, in the sample's
+/// order ([`Field::ALL`]), whether on one line or pretty-printed (whitespace between tags).
+/// `None` for any other row, which is then read element by element. Spelled out tag by tag
+/// so that each comparison has a constant length, which the compiler turns into a few loads.
+fn usual_row(input: &str, lt: usize) -> Option<(UsualRow<'_>, usize)> {
     let bytes = input.as_bytes();
-    let mut values = [""; FIELD_COUNT];
+    let mut row = UsualRow {
+        values: [""; FIELD_COUNT],
+        references: 0,
+    };
     let mut pos = lt;
-    macro_rules! part {
-        ($literal:literal, $field:expr) => {{
-            pos = expect(bytes, pos, $literal)?;
-            let end = text_end(bytes, pos)?;
-            values[$field.index()] = input.get(pos..end)?;
+    macro_rules! tags {
+        ($first:literal $(, $tag:literal)*) => {{
+            pos = expect(bytes, pos, $first)?;
+            $(
+                pos = skip_space(bytes, pos);
+                pos = expect(bytes, pos, $tag)?;
+            )*
+        }};
+    }
+    macro_rules! field {
+        ($field:expr) => {{
+            let (end, reference) = text_end(bytes, pos)?;
+            row.values[$field.index()] = input.get(pos..end)?;
+            if reference {
+                row.references |= 1 << $field.index();
+            }
             pos = end;
         }};
     }
-    part!(b"<row><Employee><DunkinId>", Field::EmployeeId);
-    part!(b"</DunkinId><DunkinBranch>", Field::EmployeeBranch);
-    part!(b"</DunkinBranch><FirstName>", Field::FirstName);
-    part!(b"</FirstName><LastName>", Field::LastName);
-    part!(b"</LastName><DOB>", Field::DateOfBirth);
-    part!(b"</DOB><PhoneNumber>", Field::PhoneNumber);
-    part!(
-        b"</PhoneNumber></Employee><Payor><DunkinId>",
-        Field::PayerId
+    tags!(b"<row>", b"<Employee>", b"<DunkinId>");
+    field!(Field::EmployeeId);
+    tags!(b"</DunkinId>", b"<DunkinBranch>");
+    field!(Field::EmployeeBranch);
+    tags!(b"</DunkinBranch>", b"<FirstName>");
+    field!(Field::FirstName);
+    tags!(b"</FirstName>", b"<LastName>");
+    field!(Field::LastName);
+    tags!(b"</LastName>", b"<DOB>");
+    field!(Field::DateOfBirth);
+    tags!(b"</DOB>", b"<PhoneNumber>");
+    field!(Field::PhoneNumber);
+    tags!(b"</PhoneNumber>", b"</Employee>", b"<Payor>", b"<DunkinId>");
+    field!(Field::PayerId);
+    tags!(b"</DunkinId>", b"<ABARouting>");
+    field!(Field::AbaRouting);
+    tags!(b"</ABARouting>", b"<AccountNumber>");
+    field!(Field::AccountNumber);
+    tags!(b"</AccountNumber>", b"<Name>");
+    field!(Field::PayerName);
+    tags!(b"</Name>", b"<DBA>");
+    field!(Field::Dba);
+    tags!(b"</DBA>", b"<EIN>");
+    field!(Field::Ein);
+    tags!(b"</EIN>", b"<Address>", b"<Line1>");
+    field!(Field::AddressLine1);
+    tags!(b"</Line1>", b"<City>");
+    field!(Field::AddressCity);
+    tags!(b"</City>", b"<State>");
+    field!(Field::AddressState);
+    tags!(b"</State>", b"<Zip>");
+    field!(Field::AddressZip);
+    tags!(
+        b"</Zip>",
+        b"</Address>",
+        b"</Payor>",
+        b"<Payee>",
+        b"<PlaidId>"
     );
-    part!(b"</DunkinId><ABARouting>", Field::AbaRouting);
-    part!(b"</ABARouting><AccountNumber>", Field::AccountNumber);
-    part!(b"</AccountNumber><Name>", Field::PayerName);
-    part!(b"</Name><DBA>", Field::Dba);
-    part!(b"</DBA><EIN>", Field::Ein);
-    part!(b"</EIN><Address><Line1>", Field::AddressLine1);
-    part!(b"</Line1><City>", Field::AddressCity);
-    part!(b"</City><State>", Field::AddressState);
-    part!(b"</State><Zip>", Field::AddressZip);
-    part!(b"</Zip></Address></Payor><Payee><PlaidId>", Field::PlaidId);
-    part!(b"</PlaidId><LoanAccountNumber>", Field::LoanAccountNumber);
-    part!(b"</LoanAccountNumber></Payee><Amount>", Field::Amount);
-    pos = expect(bytes, pos, b"</Amount></row>")?;
-    Some((values, pos))
+    field!(Field::PlaidId);
+    tags!(b"</PlaidId>", b"<LoanAccountNumber>");
+    field!(Field::LoanAccountNumber);
+    tags!(b"</LoanAccountNumber>", b"</Payee>", b"<Amount>");
+    field!(Field::Amount);
+    tags!(b"</Amount>", b"</row>");
+    Some((row, pos))
+}
+
+/// Gives a [`UsualRow`] to the assembler: at once when no text holds a reference (nearly
+/// always), else field by field, each text read as any text is.
+fn usual_row_to<'a, S: RowSink<'a>>(
+    row: UsualRow<'a>,
+    asm: &mut Assembler<'a, S>,
+) -> Result<(), Fallback> {
+    if row.references == 0 {
+        return asm.whole_row(row.values).map_err(|_| Fallback);
+    }
+    asm.start_row().map_err(|_| Fallback)?;
+    for field in Field::ALL {
+        asm.start_field(field);
+        let value = row.values[field.index()];
+        if !value.is_empty() {
+            text(value, asm)?;
+        }
+        asm.end();
+    }
+    asm.end();
+    Ok(())
 }
 
 /// The position after `literal` if `bytes` has it at `pos`.
@@ -123,13 +189,57 @@ fn expect<const N: usize>(bytes: &[u8], pos: usize, literal: &[u8; N]) -> Option
     (bytes.get(pos..end)? == literal).then_some(end)
 }
 
-/// Where a field's text ends: at the next `<`; `None` at a reference or the end of input.
-/// A plain loop: field texts are a dozen bytes, too short for a vectorised search to pay.
+/// The position of the first byte from `pos` that is not XML whitespace.
 #[inline(always)]
-fn text_end(bytes: &[u8], from: usize) -> Option<usize> {
-    let rest = bytes.get(from..)?;
-    let i = rest.iter().position(|b| matches!(b, b'<' | b'&'))?;
-    (rest[i] == b'<').then_some(from + i)
+fn skip_space(bytes: &[u8], mut pos: usize) -> usize {
+    while bytes
+        .get(pos)
+        .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    {
+        pos += 1;
+    }
+    pos
+}
+
+/// Where a field's text ends (the next `<`), and whether it holds a `&` before that; `None`
+/// at the end of input. Eight bytes at a time: field texts are a dozen bytes, too short for a
+/// vectorised search's set-up to pay, long enough for a byte loop to cost.
+#[inline(always)]
+fn text_end(bytes: &[u8], from: usize) -> Option<(usize, bool)> {
+    let mut i = from;
+    while let Some(word) = bytes.get(i..i + 8) {
+        let word = u64::from_le_bytes(word.try_into().ok()?);
+        let hits = has_byte(word, b'<') | has_byte(word, b'&');
+        if hits != 0 {
+            i += (hits.trailing_zeros() / 8) as usize;
+            return if bytes[i] == b'<' {
+                Some((i, false))
+            } else {
+                find(bytes, i, b'<').map(|lt| (lt, true))
+            };
+        }
+        i += 8;
+    }
+    let j = bytes
+        .get(i..)?
+        .iter()
+        .position(|b| matches!(b, b'<' | b'&'))?
+        + i;
+    if bytes[j] == b'<' {
+        Some((j, false))
+    } else {
+        find(bytes, j, b'<').map(|lt| (lt, true))
+    }
+}
+
+/// The high bit of each byte of `word` that equals `byte`, and possibly of bytes above the
+/// first one that does: the lowest set bit is always exact, which is all `text_end` uses.
+#[inline(always)]
+fn has_byte(word: u64, byte: u8) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let x = word ^ (ONES * u64::from(byte));
+    x.wrapping_sub(ONES) & !x & HIGHS
 }
 
 /// Reads the markup that starts with the `<` at `lt`; returns the position after it.
@@ -244,4 +354,39 @@ fn find(bytes: &[u8], from: usize, byte: u8) -> Option<usize> {
 
 fn find_seq(bytes: &[u8], from: usize, seq: &[u8]) -> Option<usize> {
     memchr::memmem::find(bytes.get(from..)?, seq).map(|i| from + i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn text_ends_at_the_first_lt_and_tells_of_references() {
+        assert_eq!(text_end(b"abc<d", 0), Some((3, false)));
+        assert_eq!(text_end(b"0123456789abcdef<", 0), Some((16, false)));
+        assert_eq!(text_end(b"01234567<9abcdef<", 3), Some((8, false)));
+        assert_eq!(text_end(b"0123&567<", 0), Some((8, true)));
+        assert_eq!(text_end(b"0&<", 0), Some((2, true)));
+        assert_eq!(text_end(b"no end", 0), None);
+        assert_eq!(text_end(b"no & end", 0), None);
+        assert_eq!(text_end(b"<", 0), Some((0, false)));
+        assert_eq!(text_end(b"x", 5), None);
+        // A byte one above '<' just before it must not hide it.
+        assert_eq!(text_end(b"\x3d\x3c......", 0), Some((1, false)));
+    }
+
+    proptest! {
+        #[test]
+        fn text_end_is_the_naive_search(
+            bytes in prop::collection::vec(prop::sample::select(b"<&=;%'a\x00\xff".to_vec()), 0..40),
+            from in 0usize..42,
+        ) {
+            let naive = bytes.get(from..).and_then(|rest| {
+                let lt = rest.iter().position(|b| *b == b'<')?;
+                Some((from + lt, rest[..lt].contains(&b'&')))
+            });
+            prop_assert_eq!(text_end(&bytes, from), naive);
+        }
+    }
 }

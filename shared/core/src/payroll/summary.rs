@@ -8,7 +8,6 @@ use foldhash::fast::RandomState;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use super::assemble::ROWS_MAX;
 use super::assemble::{RawRow, RowSink};
 use super::checks::check_ein;
 use super::field::Field;
@@ -81,6 +80,10 @@ struct FirstRow<'a> {
 
 type Map<K, V> = HashMap<K, V, RandomState>;
 type Set<K> = HashSet<K, RandomState>;
+/// Most rows the tables are sized for ahead (a guess from the file's length must not make a
+/// file of comments allocate for a million rows).
+const RESERVED_ROWS_MAX: usize = 200_000;
+
 /// A payer's id, when valid.
 type PayerKey<'a> = Option<Cow<'a, str>>;
 /// EIN, state, ZIP.
@@ -115,7 +118,7 @@ impl<'a> Tally<'a> {
     /// `rows_expected` sizes the tables (a guess is fine).
     pub(crate) fn new(keep: bool, rows_expected: usize) -> Self {
         let mut employees = Map::default();
-        employees.reserve(rows_expected.min(ROWS_MAX as usize));
+        employees.reserve(rows_expected.min(RESERVED_ROWS_MAX));
         Tally {
             keep,
             rows: 0,
@@ -204,23 +207,26 @@ impl<'a> Tally<'a> {
     }
 
     fn duplicate_employee(&mut self, employee: Cow<'a, str>, loan: Option<Cow<'a, str>>, row: u32) {
-        match self.employees.get(employee.as_ref()) {
-            Some(first) => {
-                let same_loan = loan.is_some() && first.loan == loan;
-                let first_row = first.row;
-                self.warn(
-                    row,
-                    Field::EmployeeId,
-                    Reason::DuplicateEmployee {
-                        first_row,
-                        same_loan,
-                    },
-                );
+        use std::collections::hash_map::Entry;
+        // One look-up whether the employee is new (the usual case) or not.
+        let (first_row, same_loan) = match self.employees.entry(employee) {
+            Entry::Vacant(slot) => {
+                slot.insert(FirstRow { row, loan });
+                return;
             }
-            None => {
-                self.employees.insert(employee, FirstRow { row, loan });
+            Entry::Occupied(first) => {
+                let first = first.get();
+                (first.row, loan.is_some() && first.loan == loan)
             }
-        }
+        };
+        self.warn(
+            row,
+            Field::EmployeeId,
+            Reason::DuplicateEmployee {
+                first_row,
+                same_loan,
+            },
+        );
     }
 
     fn warn(&mut self, row: u32, field: Field, reason: Reason) {

@@ -5,7 +5,10 @@
 //! - Scheduled functions: timers from the same `cron(...)`/`rate(...)` (see `scheduler`).
 //! - S3 drops: the inbox directory (see `inbox`).
 //! - Ops: `/ops/health`, `/ops/functions`, `POST /ops/trigger/{name}`, `/ops/queues`,
-//!   `POST /ops/pollers/{pause|resume}`.
+//!   `POST /ops/pollers/{pause|resume}`, and the executions (see `ops_executions`).
+//! - State machines: the local Step Functions executor on the same store, with every state
+//!   machine of the template registered; its Task states reach the functions through
+//!   `task_invoker`.
 //!
 //! One process owns a data directory at a time (a lock file), which is what makes releasing
 //! the previous run's in-flight queue messages at start-up safe.
@@ -13,8 +16,10 @@
 pub mod inbox;
 pub mod lock;
 pub mod ops;
+pub mod ops_executions;
 pub mod poller;
 pub mod scheduler;
+pub mod task_invoker;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -26,13 +31,22 @@ use payops_app::ports::{Clock, SystemClock};
 use payops_app::resources::Resources;
 use tokio::sync::watch;
 
-use crate::env::LocalEnv;
-use crate::template::Trigger;
+use crate::env::{LOCAL_EVENT_BUS, LocalEnv};
+use crate::template::{Template, Trigger};
+use crate::workflows::{
+    Executor, ExecutorConfig, ExecutorDeps, ExecutorError, OsEntropy, SqliteWorkflowStore,
+};
+use task_invoker::LocalTaskInvoker;
 
 pub const DEFAULT_PORT: u16 = 3000;
 /// Concurrent pollers per queue: Lambda would scale out; two keep the embedded store's single
 /// writer busy without queueing behind it.
 pub const POLLERS_PER_QUEUE: usize = 2;
+
+/// The repository root, where the template's `DefinitionUri` paths are relative to. The
+/// template itself is compiled in from there, so definition files are read from the same
+/// checkout whatever the working directory of `payops up` is.
+pub const REPOSITORY_ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 #[derive(Debug, Clone)]
 pub struct UpOptions {
@@ -62,6 +76,10 @@ pub enum RuntimeError {
     },
     #[error("server: {0}")]
     Serve(#[source] std::io::Error),
+    #[error("workflows: {0}")]
+    Workflows(#[from] ExecutorError),
+    #[error("workflow store: {0}")]
+    WorkflowStore(#[from] crate::workflows::store::WorkflowStoreError),
 }
 
 /// Everything `payops up` runs, built but not yet started.
@@ -69,7 +87,49 @@ pub struct System {
     pub env: Arc<LocalEnv>,
     pub router: axum::Router,
     pub event_functions: Vec<(String, Arc<dyn EventHandler>)>,
+    /// The local Step Functions (also the env's `Workflows` port).
+    pub executor: Executor,
+    /// The executor's way to the functions; `Function::Task`s of the registry are in it.
+    pub task_invoker: Arc<LocalTaskInvoker>,
     control: ops::Control,
+}
+
+/// The executor on the env's store, with every state machine of the template registered.
+fn build_executor(
+    env: &LocalEnv,
+    invoker: Arc<LocalTaskInvoker>,
+    clock: Arc<dyn Clock>,
+) -> Result<Executor, RuntimeError> {
+    let store = SqliteWorkflowStore::open(env.store.db().clone())?;
+    let executor = Executor::new(
+        ExecutorDeps {
+            store: Arc::new(store),
+            invoker,
+            buckets: Some(Arc::new(env.store.clone())),
+            clock,
+            entropy: Arc::new(OsEntropy),
+        },
+        ExecutorConfig::default(),
+    );
+    register_state_machines(&executor, &env.template)?;
+    Ok(executor)
+}
+
+/// Registers each state machine of `template` under its logical id, its definition read from
+/// `DefinitionUri` relative to [`REPOSITORY_ROOT`].
+pub fn register_state_machines(
+    executor: &Executor,
+    template: &Template,
+) -> Result<(), ExecutorError> {
+    let root = std::path::Path::new(REPOSITORY_ROOT);
+    for spec in &template.state_machines {
+        executor.register_file(
+            &spec.logical_id,
+            &root.join(&spec.definition_uri),
+            &spec.substitutions,
+        )?;
+    }
+    Ok(())
 }
 
 impl System {
@@ -78,7 +138,16 @@ impl System {
         data_dir: &std::path::Path,
         clock: Arc<dyn Clock>,
     ) -> Result<(System, Vec<Worker>), RuntimeError> {
-        let env = Arc::new(LocalEnv::open(data_dir, clock)?);
+        let mut env = LocalEnv::open(data_dir, clock.clone())?;
+        let task_invoker = Arc::new(LocalTaskInvoker::new(
+            env.store.clone(),
+            LOCAL_EVENT_BUS,
+            env.template.functions.clone(),
+        ));
+        let executor = build_executor(&env, task_invoker.clone(), clock)?;
+        // Before any function is built, so that handlers get the `Workflows` port.
+        env.set_workflows(Arc::new(executor.clone()));
+        let env = Arc::new(env);
         let (pause_tx, pause_rx) = watch::channel(false);
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut router = axum::Router::new();
@@ -126,6 +195,7 @@ impl System {
                     }
                     event_functions.push((spec.binary.clone(), handler));
                 }
+                Function::Task(handler) => task_invoker.add_function(&spec.binary, handler),
             }
         }
         let control = ops::Control {
@@ -139,6 +209,8 @@ impl System {
                 env,
                 router,
                 event_functions,
+                executor,
+                task_invoker,
                 control,
             },
             workers,
@@ -177,6 +249,7 @@ pub struct Running {
     pub system: Arc<System>,
     stop: Arc<watch::Sender<bool>>,
     server: tokio::task::JoinHandle<Result<(), RuntimeError>>,
+    timers: tokio::task::JoinHandle<()>,
     _lock: lock::DataDirLock,
 }
 
@@ -188,6 +261,9 @@ impl Running {
     /// Stops accepting requests, lets pollers finish the batch in hand, and waits for all.
     pub async fn stop(self) -> Result<(), RuntimeError> {
         let _ = self.stop.send(true);
+        self.timers.abort();
+        // Executions stop where they are; their last checkpoint resumes at the next start.
+        self.system.executor.halt();
         match self.server.await {
             Ok(result) => result,
             Err(e) => Err(RuntimeError::Serve(std::io::Error::other(e))),
@@ -253,7 +329,11 @@ pub async fn start(options: &UpOptions, clock: Arc<dyn Clock>) -> Result<Running
     ));
 
     let system = Arc::new(system);
-    let app = system.router.clone().merge(ops::router(system.clone()));
+    let app = system
+        .router
+        .clone()
+        .merge(ops::router(system.clone()))
+        .merge(ops_executions::router(system.clone()));
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -262,6 +342,12 @@ pub async fn start(options: &UpOptions, clock: Arc<dyn Clock>) -> Result<Running
             source,
         })?;
     let addr = listener.local_addr().map_err(RuntimeError::Serve)?;
+    // After the bind, so that a failed start leaves no executor task behind.
+    let resumed = system.executor.resume_running().await?;
+    if resumed > 0 {
+        tracing::info!(resumed, "executions running at the last stop resumed");
+    }
+    let timers = system.executor.spawn_timer_driver();
     let stop = system.control.stop.clone();
     let mut stopped = system.control.stopped.clone();
     let server = tokio::spawn(async move {
@@ -281,6 +367,7 @@ pub async fn start(options: &UpOptions, clock: Arc<dyn Clock>) -> Result<Running
         system,
         stop,
         server,
+        timers,
         _lock: lock,
     })
 }

@@ -2,7 +2,7 @@
 //! `Workflows` port for handlers and the functions behind the ops views.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
@@ -18,15 +18,15 @@ use tokio::sync::{Notify, oneshot};
 
 use super::invoker::TaskInvoker;
 use super::model::{
-    ExecutionFilter, ExecutionRecord, ExecutionStatus, ExecutionSummary, HistoryEvent,
-    execution_arn, state_machine_arn, state_machine_name,
+    ChunkBuilder, ExecutionFilter, ExecutionRecord, ExecutionStatus, ExecutionSummary,
+    HistoryEvent, HistoryEventRef, execution_arn, state_machine_arn, state_machine_name,
 };
 use super::run::{BusyGuard, Run, Wake, run_frame};
 use super::snapshot::{Frame, Phase, Snapshot};
 use super::store::{
     Created, Finish, NewExecution, TokenCompletion, TokenOutcome, WorkflowStore, WorkflowStoreError,
 };
-use super::timers::Timers;
+use super::timers::{OnFire, Timers};
 
 /// Step Functions' limit on an execution's input and on a task token's output.
 pub const PAYLOAD_BYTES_MAX: usize = 256 * 1024;
@@ -422,13 +422,22 @@ impl Executor {
             .create(NewExecution {
                 record,
                 snapshot: snapshot_text,
-                events: vec![HistoryEvent {
-                    id: 1,
-                    timestamp: now,
-                    scope: String::new(),
-                    event_type: started.type_name().into(),
-                    event: started,
-                }],
+                events: {
+                    let mut chunk = ChunkBuilder::default();
+                    chunk
+                        .push(&HistoryEventRef {
+                            id: 1,
+                            timestamp: now,
+                            scope: "",
+                            event_type: started.type_name(),
+                            event: &started,
+                        })
+                        .map_err(|source| ExecutorError::Snapshot {
+                            id: id.clone(),
+                            source,
+                        })?;
+                    chunk.take()
+                },
             })
             .await?;
         if let Created::Existing(existing) = created {
@@ -692,16 +701,26 @@ enum Ended {
 async fn drive(inner: Arc<Inner>, run: Arc<Run>, guard: BusyGuard) {
     let root = run.lock().root;
     let frame = run_frame(Arc::clone(&inner), Arc::clone(&run), root, guard);
+    // When the execution's deadline fires, the run is busy until its end is recorded.
+    let fired = Arc::new(AtomicBool::new(false));
     let ended = match run.deadline {
         Some(deadline) => {
+            let (r, f) = (Arc::clone(&run), Arc::clone(&fired));
+            let on_fire: OnFire = Box::new(move || {
+                f.store(true, Ordering::SeqCst);
+                r.busy_inc();
+            });
             tokio::select! {
                 r = frame => Ended::Done(r),
-                _ = inner.timers.sleep_until(deadline) => Ended::TimedOut,
+                _ = inner.timers.sleep_until_with(deadline, Some(on_fire)) => Ended::TimedOut,
             }
         }
         None => Ended::Done(frame.await),
     };
     finish(&inner, &run, ended).await;
+    if fired.load(Ordering::SeqCst) {
+        run.busy_dec();
+    }
 }
 
 async fn finish(inner: &Inner, run: &Arc<Run>, ended: Ended) {
@@ -768,18 +787,7 @@ async fn finish(inner: &Inner, run: &Arc<Run>, ended: Ended) {
             },
         ),
     };
-    {
-        let mut st = run.lock();
-        let id = st.next_event_id;
-        st.next_event_id += 1;
-        st.pending_events.push(HistoryEvent {
-            id,
-            timestamp: now,
-            scope: String::new(),
-            event_type: event.type_name().into(),
-            event,
-        });
-    }
+    run.lock().record("", now, vec![event]);
     run.checkpoint(inner, None, Some(finish)).await;
     lock(&inner.runs).remove(&run.exec.id);
     run.finished.send_replace(true);

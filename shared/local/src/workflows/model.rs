@@ -108,6 +108,80 @@ pub struct HistoryEvent {
     pub event: EventKind,
 }
 
+/// A history event borrowed for serialisation: the executor writes events straight into a
+/// JSON buffer as they happen, without keeping copies of their inputs and outputs.
+#[derive(Debug, Serialize)]
+pub struct HistoryEventRef<'a> {
+    pub id: u64,
+    pub timestamp: DateTime<Utc>,
+    pub scope: &'a str,
+    #[serde(rename = "type")]
+    pub event_type: &'static str,
+    pub event: &'a EventKind,
+}
+
+/// History events serialised as one JSON array, ids `first_id..=last_id`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventChunk {
+    pub first_id: u64,
+    pub last_id: u64,
+    pub json: Vec<u8>,
+}
+
+impl EventChunk {
+    pub fn is_empty(&self) -> bool {
+        self.json.is_empty()
+    }
+
+    pub fn parse(&self) -> Result<Vec<HistoryEvent>, serde_json::Error> {
+        if self.json.is_empty() {
+            return Ok(Vec::new());
+        }
+        serde_json::from_slice(&self.json)
+    }
+}
+
+/// Appends events to a chunk as they are recorded.
+#[derive(Debug, Default)]
+pub struct ChunkBuilder {
+    chunk: EventChunk,
+}
+
+impl ChunkBuilder {
+    pub fn push(&mut self, event: &HistoryEventRef<'_>) -> Result<(), serde_json::Error> {
+        let buf = &mut self.chunk.json;
+        let mark = buf.len();
+        if buf.is_empty() {
+            buf.push(b'[');
+            self.chunk.first_id = event.id;
+        } else {
+            // Replace the closing bracket by a separator.
+            buf.pop();
+            buf.push(b',');
+        }
+        if let Err(e) = serde_json::to_writer(&mut *buf, event) {
+            buf.truncate(mark);
+            return Err(e);
+        }
+        buf.push(b']');
+        self.chunk.last_id = event.id;
+        Ok(())
+    }
+
+    pub fn take(&mut self) -> EventChunk {
+        // The next chunk is likely as large: reserve it now rather than grow it by copies.
+        let capacity = self.chunk.json.capacity();
+        let chunk = std::mem::take(&mut self.chunk);
+        self.chunk.json.reserve(capacity);
+        chunk
+    }
+
+    /// The events recorded so far (for live history views).
+    pub fn peek(&self) -> &EventChunk {
+        &self.chunk
+    }
+}
+
 /// Filters of `list_executions`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecutionFilter {

@@ -32,7 +32,7 @@ use tokio::sync::{Notify, oneshot, watch};
 
 use super::executor::{Inner, Machine};
 use super::invoker::call_service;
-use super::model::HistoryEvent;
+use super::model::{ChunkBuilder, HistoryEvent, HistoryEventRef};
 use super::snapshot::{
     ChildKind, Children, Frame, FrameId, Phase, Scope, Slot, Snapshot, SnapshotRef, TokenWait,
 };
@@ -49,7 +49,8 @@ pub(crate) struct RunState {
     pub root: FrameId,
     pub next_frame_id: FrameId,
     pub next_event_id: u64,
-    pub pending_events: Vec<HistoryEvent>,
+    /// History recorded since the last write, as JSON.
+    pub pending: ChunkBuilder,
     pub new_tokens: Vec<String>,
     /// Bumped when a frame parks; a checkpoint saves up to `dirty_gen`.
     pub dirty_gen: u64,
@@ -59,17 +60,21 @@ pub(crate) struct RunState {
 }
 
 impl RunState {
-    fn record(&mut self, scope: &str, now: DateTime<Utc>, events: Vec<EventKind>) {
-        for event in events {
+    /// Appends events to the pending history, serialised at once (nothing else keeps them).
+    pub fn record(&mut self, scope: &str, now: DateTime<Utc>, events: Vec<EventKind>) {
+        for event in &events {
             let id = self.next_event_id;
             self.next_event_id += 1;
-            self.pending_events.push(HistoryEvent {
+            let entry = HistoryEventRef {
                 id,
                 timestamp: now,
-                scope: scope.to_owned(),
-                event_type: event.type_name().into(),
+                scope,
+                event_type: event.type_name(),
                 event,
-            });
+            };
+            if let Err(e) = self.pending.push(&entry) {
+                tracing::error!(error = %e, event = id, "cannot serialise a history event");
+            }
         }
     }
 
@@ -232,7 +237,7 @@ impl Run {
                 root: snapshot.root,
                 next_frame_id: snapshot.next_frame_id,
                 next_event_id: snapshot.next_event_id,
-                pending_events: Vec::new(),
+                pending: ChunkBuilder::default(),
                 new_tokens: Vec::new(),
                 dirty_gen: 0,
                 saved_gen: 0,
@@ -254,11 +259,11 @@ impl Run {
         lock(&self.state)
     }
 
-    fn busy_inc(&self) {
+    pub(crate) fn busy_inc(&self) {
         self.busy.fetch_add(1, Ordering::SeqCst);
     }
 
-    fn busy_dec(&self) {
+    pub(crate) fn busy_dec(&self) {
         if self.busy.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.idle.notify_waiters();
         }
@@ -308,7 +313,7 @@ impl Run {
             Checkpoint {
                 execution_id: self.exec.id.clone(),
                 snapshot,
-                events: std::mem::take(&mut st.pending_events),
+                events: st.pending.take(),
                 new_tokens: std::mem::take(&mut st.new_tokens),
                 finish,
             }
@@ -327,7 +332,7 @@ impl Run {
             Checkpoint {
                 execution_id: self.exec.id.clone(),
                 snapshot: None,
-                events: std::mem::take(&mut st.pending_events),
+                events: st.pending.take(),
                 new_tokens: std::mem::take(&mut st.new_tokens),
                 finish: None,
             }
@@ -357,7 +362,11 @@ impl Run {
         &self,
     ) -> (tokio::sync::MutexGuard<'_, ()>, Vec<HistoryEvent>) {
         let guard = self.checkpoint_lock.lock().await;
-        let events = self.lock().pending_events.clone();
+        let chunk = self.lock().pending.peek().clone();
+        let events = chunk.parse().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read pending history events");
+            Vec::new()
+        });
         (guard, events)
     }
 }

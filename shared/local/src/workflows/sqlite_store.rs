@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
 
 use super::model::{
-    ExecutionFilter, ExecutionRecord, ExecutionStatus, ExecutionSummary, HistoryEvent,
+    EventChunk, ExecutionFilter, ExecutionRecord, ExecutionStatus, ExecutionSummary, HistoryEvent,
 };
 use super::store::{
     Checkpoint, Created, NewExecution, RunningExecution, TokenCompletion, TokenOutcome,
@@ -50,9 +50,6 @@ CREATE TABLE wf_tokens (
     outcome      TEXT
 ) WITHOUT ROWID;
 ";
-
-/// Largest serialisation buffer kept between history writes.
-const HISTORY_BUFFER_KEEP_BYTES: usize = 64 * 1024 * 1024;
 
 const TOKEN_WAITING: &str = "WAITING";
 const TOKEN_COMPLETED: &str = "COMPLETED";
@@ -126,31 +123,23 @@ fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord>
 fn insert_events(
     tx: &rusqlite::Connection,
     execution_id: &str,
-    events: &[HistoryEvent],
+    events: &EventChunk,
 ) -> rusqlite::Result<()> {
-    let (Some(first), Some(last)) = (events.first(), events.last()) else {
+    if events.is_empty() {
         return Ok(());
-    };
-    // One buffer per database thread, reused: a chunk can be megabytes, and a fresh
-    // allocation each time costs more in page faults than the serialisation itself.
-    thread_local! {
-        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    BUFFER.with(|buffer| {
-        let mut buf = buffer.borrow_mut();
-        buf.clear();
-        serde_json::to_writer(&mut *buf, events).map_err(json_err)?;
-        // serde_json writes UTF-8 only.
-        let body = std::str::from_utf8(&buf).map_err(|e| rusqlite::Error::Utf8Error(3, e))?;
-        tx.prepare_cached(
-            "INSERT INTO wf_history (execution_id, first_event, last_event, events) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![execution_id, first.id as i64, last.id as i64, body])?;
-        if buf.capacity() > HISTORY_BUFFER_KEEP_BYTES {
-            *buf = Vec::new();
-        }
-        Ok(())
-    })
+    // The chunk is JSON written by serde_json: UTF-8.
+    let body = std::str::from_utf8(&events.json).map_err(|e| rusqlite::Error::Utf8Error(3, e))?;
+    tx.prepare_cached(
+        "INSERT INTO wf_history (execution_id, first_event, last_event, events) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        execution_id,
+        events.first_id as i64,
+        events.last_id as i64,
+        body
+    ])?;
+    Ok(())
 }
 
 #[async_trait]

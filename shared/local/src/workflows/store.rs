@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::model::{
-    ExecutionFilter, ExecutionRecord, ExecutionStatus, ExecutionSummary, HistoryEvent,
+    EventChunk, ExecutionFilter, ExecutionRecord, ExecutionStatus, ExecutionSummary, HistoryEvent,
     LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX,
 };
 
@@ -31,7 +31,7 @@ pub enum WorkflowStoreError {
 pub struct NewExecution {
     pub record: ExecutionRecord,
     pub snapshot: String,
-    pub events: Vec<HistoryEvent>,
+    pub events: EventChunk,
 }
 
 /// A RUNNING execution to resume: its record, its last snapshot and the id of the last history
@@ -65,7 +65,7 @@ pub struct Finish {
 pub struct Checkpoint {
     pub execution_id: String,
     pub snapshot: Option<String>,
-    pub events: Vec<HistoryEvent>,
+    pub events: EventChunk,
     /// Task tokens handed out since the last checkpoint (now waiting).
     pub new_tokens: Vec<String>,
     pub finish: Option<Finish>,
@@ -132,7 +132,7 @@ enum TokenState {
 #[derive(Default)]
 struct Memory {
     executions: HashMap<String, (ExecutionRecord, Option<String>)>,
-    history: HashMap<String, Vec<HistoryEvent>>,
+    history: HashMap<String, Vec<EventChunk>>,
     tokens: HashMap<String, (String, TokenState)>,
 }
 
@@ -164,7 +164,7 @@ impl WorkflowStore for MemoryWorkflowStore {
             return Ok(Created::Existing(Box::new(existing.clone())));
         }
         let id = new.record.id.clone();
-        m.history.insert(id.clone(), new.events);
+        m.history.insert(id.clone(), vec![new.events]);
         m.executions.insert(id, (new.record, Some(new.snapshot)));
         Ok(Created::New)
     }
@@ -174,7 +174,7 @@ impl WorkflowStore for MemoryWorkflowStore {
         m.history
             .entry(cp.execution_id.clone())
             .or_default()
-            .extend(cp.events);
+            .push(cp.events);
         for t in cp.new_tokens {
             m.tokens
                 .insert(t, (cp.execution_id.clone(), TokenState::Waiting));
@@ -207,8 +207,8 @@ impl WorkflowStore for MemoryWorkflowStore {
                     last_event_id: m
                         .history
                         .get(&r.id)
-                        .and_then(|h| h.last())
-                        .map_or(0, |e| e.id),
+                        .and_then(|h| h.iter().rev().find(|c| !c.is_empty()))
+                        .map_or(0, |c| c.last_id),
                 })
             })
             .collect())
@@ -246,7 +246,19 @@ impl WorkflowStore for MemoryWorkflowStore {
     }
 
     async fn history(&self, id: &str) -> Result<Vec<HistoryEvent>, WorkflowStoreError> {
-        Ok(self.lock().history.get(id).cloned().unwrap_or_default())
+        let chunks = self.lock().history.get(id).cloned().unwrap_or_default();
+        let mut events = Vec::new();
+        for chunk in chunks {
+            events.extend(
+                chunk
+                    .parse()
+                    .map_err(|source| WorkflowStoreError::Corrupt {
+                        what: "history chunk".into(),
+                        source,
+                    })?,
+            );
+        }
+        Ok(events)
     }
 
     async fn complete_token(

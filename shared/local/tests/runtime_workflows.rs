@@ -1,0 +1,383 @@
+//! The local Step Functions inside the runtime: the executor `System::build` creates on the
+//! env's store, its Task states reaching functions through the local task invoker (resolved
+//! as the template's DefinitionSubstitutions would name them), a handler's `Rejected` error
+//! caught by a Catch, and the ops JSON endpoints listing and showing executions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use chrono::{DateTime, Utc};
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use payops_app::HandlerError;
+use payops_app::handler::TaskHandler;
+use payops_app::ports::{ManualClock, Queue};
+use payops_app::resources::Resources;
+use payops_local::runtime::{System, ops_executions};
+use payops_local::workflows::ExecutionStatus;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// Approves an amount, or rejects it when it is not positive.
+struct Approve;
+
+#[async_trait]
+impl TaskHandler for Approve {
+    async fn handle(&self, input: Value) -> Result<Value, HandlerError> {
+        let amount: rust_decimal::Decimal = input
+            .get("amount")
+            .and_then(Value::as_str)
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| HandlerError::Rejected("amount: not a decimal string".into()))?;
+        if amount <= rust_decimal::Decimal::ZERO {
+            return Err(HandlerError::Rejected(format!(
+                "amount: {amount} is not positive"
+            )));
+        }
+        Ok(json!({ "approved": input["amount"] }))
+    }
+}
+
+/// A Task calling a function by the ARN its DefinitionSubstitutions give, with a Catch on
+/// `Rejected`.
+const DEFINITION: &str = r#"{
+  "StartAt": "Approve",
+  "States": {
+    "Approve": {
+      "Type": "Task",
+      "Resource": "arn:aws:states:::lambda:invoke",
+      "Parameters": {
+        "FunctionName": "arn:aws:lambda:us-east-1:000000000000:function:${ApproveFunction}",
+        "Payload.$": "$"
+      },
+      "OutputPath": "$.Payload",
+      "Catch": [{"ErrorEquals": ["Rejected"], "ResultPath": "$.error", "Next": "Declined"}],
+      "End": true
+    },
+    "Declined": {"Type": "Pass", "Result": "declined", "ResultPath": "$.outcome", "End": true}
+  }
+}"#;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    system: Arc<System>,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let now: DateTime<Utc> = "2026-11-22T00:00:00Z".parse().unwrap();
+    let clock = Arc::new(ManualClock::new(now));
+    let (system, _workers) = System::build(dir.path(), clock).unwrap();
+    // Resolve by a real template function: its logical id (what `Fn::GetAtt [X, Arn]`
+    // substitutes) must reach the task handler registered under its binary name.
+    let spec = system.env.template.functions[0].clone();
+    system
+        .task_invoker
+        .add_function(&spec.binary, Arc::new(Approve));
+    let substitutions = HashMap::from([("ApproveFunction".to_owned(), spec.logical_id.clone())]);
+    system
+        .executor
+        .register_json("Approvals", DEFINITION, &substitutions)
+        .unwrap();
+    Fixture {
+        _dir: dir,
+        system: Arc::new(system),
+    }
+}
+
+async fn call(system: &Arc<System>, request: Request<Body>) -> (StatusCode, Value) {
+    let response = ops_executions::router(system.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn a_task_state_invokes_the_function_the_substitution_names() {
+    let f = fixture();
+    let ex = &f.system.executor;
+    let id = ex
+        .start("Approvals", "ok-1", json!({"amount": "10.50"}))
+        .await
+        .unwrap();
+    let record = ex.wait_finished(&id).await.unwrap();
+    assert_eq!(record.status, ExecutionStatus::Succeeded, "{record:?}");
+    assert_eq!(record.output, Some(json!({"approved": "10.50"})));
+}
+
+#[tokio::test]
+async fn a_rejected_handler_is_caught_by_a_catch_on_rejected() {
+    let f = fixture();
+    let ex = &f.system.executor;
+    let id = ex
+        .start("Approvals", "bad-1", json!({"amount": "0"}))
+        .await
+        .unwrap();
+    let record = ex.wait_finished(&id).await.unwrap();
+    assert_eq!(record.status, ExecutionStatus::Succeeded, "{record:?}");
+    let output = record.output.unwrap();
+    assert_eq!(output["outcome"], json!("declined"));
+    assert_eq!(output["error"]["Error"], json!("Rejected"));
+    assert!(
+        output["error"]["Cause"]
+            .as_str()
+            .unwrap()
+            .contains("not positive"),
+        "{output}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_function_fails_the_task_with_a_clear_error() {
+    let f = fixture();
+    let ex = &f.system.executor;
+    let substitutions = HashMap::from([("ApproveFunction".to_owned(), "NoSuchFunction".into())]);
+    ex.register_json("Broken", DEFINITION, &substitutions)
+        .unwrap();
+    let id = ex
+        .start("Broken", "x", json!({"amount": "1"}))
+        .await
+        .unwrap();
+    let record = ex.wait_finished(&id).await.unwrap();
+    assert_eq!(record.status, ExecutionStatus::Failed, "{record:?}");
+    assert_eq!(record.error.as_deref(), Some("States.TaskFailed"));
+    assert!(record.cause.unwrap().contains("NoSuchFunction"));
+}
+
+#[tokio::test]
+async fn handlers_get_the_workflows_port_of_the_runtime_executor() {
+    let f = fixture();
+    let workflows = f.system.env.workflows().unwrap();
+    let id = workflows
+        .start_execution("Approvals", "via-port", json!({"amount": "3"}))
+        .await
+        .unwrap();
+    let record = f.system.executor.wait_finished(&id).await.unwrap();
+    assert_eq!(record.status, ExecutionStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn the_ops_endpoints_start_list_and_show_executions() {
+    let f = fixture();
+    let (status, started) = call(
+        &f.system,
+        Request::post("/ops/executions")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                json!({"state_machine": "Approvals", "name": "ops-1", "input": {"amount": "0"}})
+                    .to_string(),
+            ))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    let id = started["execution_id"].as_str().unwrap().to_owned();
+    f.system.executor.wait_finished(&id).await.unwrap();
+
+    let (status, list) = call(
+        &f.system,
+        get("/ops/executions?state_machine=Approvals&status=succeeded"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let executions = list["executions"].as_array().unwrap();
+    assert_eq!(executions.len(), 1, "{list}");
+    assert_eq!(executions[0]["id"], json!(id));
+    assert_eq!(executions[0]["status"], json!("SUCCEEDED"));
+
+    let (_, none) = call(&f.system, get("/ops/executions?status=FAILED")).await;
+    assert_eq!(none["executions"], json!([]));
+    let (status, bad) = call(&f.system, get("/ops/executions?status=done")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+
+    let (status, shown) = call(&f.system, get(&format!("/ops/executions/{id}"))).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(shown["execution"]["status"], json!("SUCCEEDED"));
+    let types: Vec<&str> = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types.first(), Some(&"ExecutionStarted"), "{types:?}");
+    assert!(types.contains(&"TaskStateEntered"), "{types:?}");
+    assert!(types.contains(&"TaskFailed"), "{types:?}");
+    assert!(types.contains(&"PassStateExited"), "{types:?}");
+    assert_eq!(types.last(), Some(&"ExecutionSucceeded"), "{types:?}");
+    let exited = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "PassStateExited")
+        .unwrap();
+    assert_eq!(exited["duration_ms"], json!(0), "{exited}");
+
+    let (status, _) = call(&f.system, get("/ops/executions/no-such-execution")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// SQS, EventBridge and (unsupported) DynamoDB Task states, by what the substitutions give.
+const INTEGRATIONS: &str = r#"{
+  "StartAt": "Send",
+  "States": {
+    "Send": {
+      "Type": "Task",
+      "Resource": "arn:aws:states:::sqs:sendMessage",
+      "Parameters": {
+        "QueueUrl": "https://sqs.us-east-1.amazonaws.com/000000000000/${Queue}",
+        "MessageBody.$": "$"
+      },
+      "ResultPath": "$.sent",
+      "Next": "Publish"
+    },
+    "Publish": {
+      "Type": "Task",
+      "Resource": "arn:aws:states:::events:putEvents",
+      "Parameters": {
+        "Entries": [{"Source": "payops.test", "DetailType": "Approved", "Detail.$": "$.order"}]
+      },
+      "ResultPath": "$.published",
+      "Next": "Read"
+    },
+    "Read": {
+      "Type": "Task",
+      "Resource": "arn:aws:states:::dynamodb:getItem",
+      "Parameters": {"TableName": "Anything", "Key": {"pk": {"S": "1"}}},
+      "End": true
+    }
+  }
+}"#;
+
+#[tokio::test]
+async fn sqs_and_events_tasks_reach_the_local_queue_and_bus_and_dynamodb_fails_clearly() {
+    let f = fixture();
+    let queue_id = f.system.env.template.queues[0].logical_id.clone();
+    let substitutions = HashMap::from([("Queue".to_owned(), queue_id.clone())]);
+    let ex = &f.system.executor;
+    ex.register_json("Integrations", INTEGRATIONS, &substitutions)
+        .unwrap();
+    let input = json!({"order": {"id": "o-1", "amount": "12.34"}});
+    let id = ex
+        .start("Integrations", "i-1", input.clone())
+        .await
+        .unwrap();
+    let record = ex.wait_finished(&id).await.unwrap();
+
+    assert_eq!(record.status, ExecutionStatus::Failed, "{record:?}");
+    assert_eq!(record.error.as_deref(), Some("States.TaskFailed"));
+    assert!(record.cause.unwrap().contains("DynamoDB"));
+
+    let queue = f.system.env.local_queue(&queue_id).unwrap();
+    let received = queue
+        .receive(payops_app::ports::ReceiveOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(received.len(), 1);
+    let body: Value = serde_json::from_str(&received[0].body).unwrap();
+    assert_eq!(body, input);
+
+    let events = f
+        .system
+        .env
+        .store
+        .events(payops_local::env::LOCAL_EVENT_BUS)
+        .list(Some("payops.test"), 10)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].detail_type, "Approved");
+    assert_eq!(events[0].detail, input["order"]);
+}
+
+/// Keeps the task token it is given, as a function that hands work to a person would.
+struct KeepToken(std::sync::Mutex<Option<String>>);
+
+#[async_trait]
+impl TaskHandler for KeepToken {
+    async fn handle(&self, input: Value) -> Result<Value, HandlerError> {
+        let token = input["token"]
+            .as_str()
+            .ok_or_else(|| HandlerError::Rejected("token: missing".into()))?;
+        *self.0.lock().unwrap() = Some(token.to_owned());
+        Ok(json!({}))
+    }
+}
+
+const WAIT_FOR_TOKEN: &str = r#"{
+  "StartAt": "Review",
+  "States": {
+    "Review": {
+      "Type": "Task",
+      "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+      "Parameters": {"FunctionName": "reviewer", "Payload": {"token.$": "$$.Task.Token"}},
+      "End": true
+    }
+  }
+}"#;
+
+#[tokio::test]
+async fn the_task_token_endpoint_completes_a_waiting_task() {
+    let f = fixture();
+    let keeper = Arc::new(KeepToken(std::sync::Mutex::new(None)));
+    f.system
+        .task_invoker
+        .add_function("reviewer", keeper.clone());
+    let ex = &f.system.executor;
+    ex.register_json("Review", WAIT_FOR_TOKEN, &HashMap::new())
+        .unwrap();
+    let id = ex.start("Review", "r-1", json!({})).await.unwrap();
+    ex.wait_settled(&id).await;
+    let token = keeper
+        .0
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the task got a token");
+
+    let post = |path: &str, body: Value| {
+        Request::post(path)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let (status, _) = call(
+        &f.system,
+        post(
+            "/ops/task-tokens/maybe",
+            json!({"task_token": token.clone()}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, body) = call(
+        &f.system,
+        post(
+            "/ops/task-tokens/success",
+            json!({"task_token": token.clone(), "output": {"approved": true}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let record = ex.wait_finished(&id).await.unwrap();
+    assert_eq!(record.status, ExecutionStatus::Succeeded, "{record:?}");
+    assert_eq!(record.output, Some(json!({"approved": true})));
+
+    let (status, _) = call(
+        &f.system,
+        post(
+            "/ops/task-tokens/failure",
+            json!({"task_token": token, "error": "X"}),
+        ),
+    )
+    .await;
+    assert_ne!(status, StatusCode::OK, "a completed token cannot fail");
+}
