@@ -32,6 +32,17 @@ fn demo_writes_daily_reports_that_match_what_was_stored() {
     assert_eq!(p["events_stored"], 300);
     // Every 50th webhook is sent twice: 3 per day of 150.
     assert_eq!(p["duplicates_ignored"], 6);
+    let a = &report["accounts"];
+    assert_eq!(
+        a["transfers_succeeded"].as_u64().unwrap() + a["transfers_failed"].as_u64().unwrap(),
+        400
+    );
+    assert_eq!(a["balance_total_before"], "20000.00");
+    assert_eq!(
+        a["balance_total_after"], "21200.00",
+        "transfers conserve money; the advance adds its amount"
+    );
+    assert_eq!(a["instalments"], 12);
     let reports = p["reports"].as_array().unwrap();
     assert_eq!(reports.len(), 2);
     for r in reports {

@@ -242,7 +242,12 @@ async fn stops_cleanly_and_resumes_from_its_data() {
     let client = HttpClient::default();
     let events = burst(11, 20);
     for (_, body) in &events {
-        assert_eq!(post(&client, &server.base_url, body, &signature(body)).await.unwrap(), 202);
+        assert_eq!(
+            post(&client, &server.base_url, body, &signature(body))
+                .await
+                .unwrap(),
+            202
+        );
     }
     assert!(server.stop(), "payops up exits with success on SIGTERM");
 

@@ -292,6 +292,18 @@ fn print_demo(report: &demo::DemoReport) {
         println!("  {}  {}", r.date, r.events_csv.display());
         println!("  {}  {}", r.date, r.summary_csv.display());
     }
+    let a = &report.accounts;
+    println!(
+        "accounts: {} accounts, {} transfers succeeded, {} failed (insufficient funds); balances {} before, {} after the advance {} of {} in {} instalments",
+        a.accounts,
+        a.transfers_succeeded,
+        a.transfers_failed,
+        a.balance_total_before,
+        a.balance_total_after,
+        a.advance_id,
+        a.advance_amount,
+        a.instalments
+    );
 }
 
 fn print_bench(report: &bench::WebhookBenchReport) {

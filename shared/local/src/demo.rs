@@ -38,6 +38,20 @@ pub struct DemoOptions {
 #[derive(Debug, Serialize)]
 pub struct DemoReport {
     pub payment_events: PaymentEventsDemo,
+    pub accounts: AccountsDemo,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AccountsDemo {
+    pub accounts: usize,
+    pub transfers_succeeded: usize,
+    pub transfers_failed: usize,
+    /// Sum of all balances before and after: equal but for the advance's credit.
+    pub balance_total_before: String,
+    pub balance_total_after: String,
+    pub advance_id: String,
+    pub advance_amount: String,
+    pub instalments: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -78,11 +92,15 @@ pub async fn run(options: &DemoOptions) -> Result<DemoReport, DemoError> {
         port: 0,
     };
     let running = runtime::start(&up, Arc::new(SystemClock)).await?;
-    let result = payment_events(options, &running).await;
+    let result = match payment_events(options, &running).await {
+        Ok(p) => accounts(options, &running).await.map(|a| DemoReport {
+            payment_events: p,
+            accounts: a,
+        }),
+        Err(e) => Err(e),
+    };
     running.stop().await?;
-    Ok(DemoReport {
-        payment_events: result?,
-    })
+    result
 }
 
 async fn payment_events(
@@ -229,4 +247,120 @@ fn progress(quiet: bool, len: u64, what: &'static str) -> ProgressBar {
     }
     bar.set_message(what);
     bar
+}
+
+const DEMO_ACCOUNTS: usize = 20;
+const DEMO_TRANSFERS: usize = 400;
+const DEMO_OPENING_BALANCE: &str = "1000.00";
+const DEMO_ADVANCE: &str = "1200.00";
+
+/// Accounts and advances: opens accounts, moves money between them at random (some transfers
+/// fail for lack of funds, as they should), grants an advance, and checks that the money adds up.
+async fn accounts(
+    options: &DemoOptions,
+    running: &runtime::Running,
+) -> Result<AccountsDemo, DemoError> {
+    let client = HttpClient::default();
+    let base = running.base_url();
+    let post = |path: &str, body: serde_json::Value, key: Option<String>| {
+        let (client, url) = (client.clone(), format!("{base}{path}"));
+        async move {
+            let headers: Vec<(&str, &str)> = key
+                .as_deref()
+                .map(|k| vec![("idempotency-key", k)])
+                .unwrap_or_default();
+            let r = client
+                .post_json(&url, &headers, Bytes::from(body.to_string()))
+                .await?;
+            if r.status >= 300 {
+                return Err(DemoError::Failed(format!(
+                    "{url} answered {}: {}",
+                    r.status,
+                    String::from_utf8_lossy(&r.body)
+                )));
+            }
+            Ok::<serde_json::Value, DemoError>(r.json()?)
+        }
+    };
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let mut ids = Vec::new();
+    for i in 0..DEMO_ACCOUNTS {
+        let id = format!("acct_demo_{}_{i:03}", &run_id[..8]);
+        post(
+            "/api/v1/accounts",
+            serde_json::json!({"account_id": id, "balance": DEMO_OPENING_BALANCE}),
+            None,
+        )
+        .await?;
+        ids.push(id);
+    }
+    let total = |client: HttpClient, ids: Vec<String>, base: String| async move {
+        let mut sum = rust_decimal::Decimal::ZERO;
+        for id in ids {
+            let account = client
+                .get(&format!("{base}/api/v1/accounts/{id}"))
+                .await?
+                .json()?;
+            let balance = account["balance"]
+                .as_str()
+                .and_then(|b| b.parse::<rust_decimal::Decimal>().ok());
+            sum +=
+                balance.ok_or_else(|| DemoError::Failed(format!("account {id} has no balance")))?;
+        }
+        Ok::<rust_decimal::Decimal, DemoError>(sum)
+    };
+    let before = total(client.clone(), ids.clone(), base.clone()).await?;
+    let bar = progress(options.quiet, DEMO_TRANSFERS as u64, "transfers");
+    let mut rng = Rng::new(DEMO_SEED);
+    let (mut succeeded, mut failed) = (0, 0);
+    for n in 0..DEMO_TRANSFERS {
+        let src = rng.below(ids.len() as u64) as usize;
+        let dst = (src + 1 + rng.below(ids.len() as u64 - 1) as usize) % ids.len();
+        let cents = 1_000 + rng.below(40_000) as i64;
+        let body = serde_json::json!({
+            "src_account_id": ids[src], "dst_account_id": ids[dst],
+            "amount": rust_decimal::Decimal::new(cents, 2).to_string(), "direction": "debit",
+        });
+        let result = post(
+            "/api/v1/transaction",
+            body,
+            Some(format!("demo-{run_id}-{n}")),
+        )
+        .await?;
+        if result["status"] == "success" {
+            succeeded += 1
+        } else {
+            failed += 1
+        }
+        bar.inc(1);
+    }
+    bar.finish();
+    let advance = post(
+        "/api/v1/advances",
+        serde_json::json!({"account_id": ids[0], "amount": DEMO_ADVANCE}),
+        Some(format!("demo-{run_id}-advance")),
+    )
+    .await?;
+    let after = total(client.clone(), ids.clone(), base.clone()).await?;
+    let advance_amount: rust_decimal::Decimal = DEMO_ADVANCE
+        .parse()
+        .map_err(|_| DemoError::Failed("advance amount".into()))?;
+    if after != before + advance_amount {
+        return Err(DemoError::Failed(format!(
+            "money does not add up: {before} + {advance_amount} != {after}"
+        )));
+    }
+    Ok(AccountsDemo {
+        accounts: ids.len(),
+        transfers_succeeded: succeeded,
+        transfers_failed: failed,
+        balance_total_before: before.to_string(),
+        balance_total_after: after.to_string(),
+        advance_id: advance["advance_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        advance_amount: DEMO_ADVANCE.to_owned(),
+        instalments: advance["instalments"].as_array().map_or(0, Vec::len),
+    })
 }

@@ -159,7 +159,8 @@ const MERGE_PERCENT: usize = 15;
 fn cut_points(input: &[u8], parts: usize) -> Vec<usize> {
     let len = input.len();
     let parts = parts.max(1);
-    let first = len / parts * (100 - (MERGE_PERCENT * (parts - 1)).min(50)) / 100;
+    let merge: usize = std::env::var("H7_MERGE").ok().and_then(|v| v.parse().ok()).unwrap_or(MERGE_PERCENT);
+    let first = len / parts * (100 - (merge * (parts - 1)).min(50)) / 100;
     let rest = (len - first) / parts.saturating_sub(1).max(1);
     let mut cuts = vec![0];
     for i in 1..parts {
