@@ -150,17 +150,16 @@ fn parts_wanted(len: usize) -> usize {
     cores.min(PARTS_MAX).min(len / PART_BYTES_MIN).max(1)
 }
 
-/// Share of the work per row, in percent, that is adding it to the totals: done for every
-/// row by the first part's thread, after its own part, so that part is made smaller.
-const MERGE_PERCENT: usize = 15;
+/// How much smaller, in percent, the first part is made than the others: its thread also adds
+/// every later part's rows to the totals once they are checked (measured: a small share).
+const MERGE_PERCENT: usize = 5;
 
 /// `0`, then the start of a `<row>` at or after each point that shares the work evenly (see
 /// [`MERGE_PERCENT`]), then `len`. Fewer cuts when no `<row>` follows a point.
 fn cut_points(input: &[u8], parts: usize) -> Vec<usize> {
     let len = input.len();
     let parts = parts.max(1);
-    let merge: usize = std::env::var("H7_MERGE").ok().and_then(|v| v.parse().ok()).unwrap_or(MERGE_PERCENT);
-    let first = len / parts * (100 - (merge * (parts - 1)).min(50)) / 100;
+    let first = len / parts * (100 - (MERGE_PERCENT * (parts - 1)).min(50)) / 100;
     let rest = (len - first) / parts.saturating_sub(1).max(1);
     let mut cuts = vec![0];
     for i in 1..parts {
@@ -192,7 +191,7 @@ fn read_parts(input: &[u8], cuts: &[usize], keep_rows: bool) -> Option<Read> {
                     .spawn_scoped(scope, move || {
                         let mut asm = Assembler::inside_root(summary::Checked {
                             keep: keep_rows,
-                            rows: Vec::new(),
+                            rows: Vec::with_capacity(rows_expected(part.len())),
                         });
                         let end = fast::scan(part, true, &mut asm).ok()?;
                         Some((asm.into_sink(), end))
