@@ -42,9 +42,9 @@ export CARGO_TERM_COLOR=never
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo build (binaries the end-to-end tests start)"
-cargo build --workspace --bins --locked
-
+# `cargo test` also builds the `payops` binary (payops-local has integration tests), which the
+# end-to-end tests start; a separate `cargo build` would compile the SDK twice, with other
+# features unified.
 step "cargo test --workspace"
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee target/test-output.txt
 test "${PIPESTATUS[0]}" = 0
