@@ -167,7 +167,8 @@ impl TableSpec {
 }
 
 /// A condition on the item as it is before the write (DynamoDB ConditionExpression).
-/// Comparisons against a missing attribute are false, as in DynamoDB.
+/// Comparisons against a missing attribute are false, as in DynamoDB, except `Ne`, which is
+/// true there (`a <> :v` holds when `a` is absent).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Condition {
     /// The item exists (`attribute_exists(pk)`).
