@@ -132,9 +132,8 @@ async fn run_once(store: Arc<dyn WorkflowStore>, items: usize, name: &str) -> Me
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+fn median(v: Vec<f64>) -> f64 {
+    payops_local::bench::median(v)
 }
 
 fn report(label: &str, runs: &[Measured]) {

@@ -312,13 +312,8 @@ async fn check_conserved(
     Ok(())
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
-}
-
 fn median_figures(runs: &[TransferRunFigures]) -> TransferRunFigures {
-    let m = |f: fn(&TransferRunFigures) -> f64| median(runs.iter().map(f).collect());
+    let m = |f: fn(&TransferRunFigures) -> f64| crate::bench::median(runs.iter().map(f).collect());
     TransferRunFigures {
         transfers: runs.first().map_or(0, |r| r.transfers),
         clients: runs.first().map_or(0, |r| r.clients),
