@@ -160,7 +160,8 @@ pub enum Count {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Percentage {
-    Fixed(f64),
+    /// Exact: a percentage is compared, never rounded.
+    Fixed(rust_decimal::Decimal),
     Path(Path),
 }
 
@@ -1249,8 +1250,7 @@ impl StateCtx<'_> {
         let tolerated_failure_percentage = match (map.get("ToleratedFailurePercentage"), map.get("ToleratedFailurePercentagePath")) {
             (Some(_), Some(_)) => return Err(self.err("ToleratedFailurePercentage", "'ToleratedFailurePercentage' and 'ToleratedFailurePercentagePath' cannot both be set")),
             (Some(v), None) => Some(Percentage::Fixed(
-                v.as_f64()
-                    .filter(|p| (0.0..=100.0).contains(p))
+                crate::asl::engine::percentage_of(v)
                     .ok_or_else(|| self.err("ToleratedFailurePercentage", format!("'ToleratedFailurePercentage' must be a number from 0 to 100, got {v}")))?,
             )),
             (None, Some(v)) => Some(Percentage::Path(self.reference_path("ToleratedFailurePercentagePath", v, true)?)),

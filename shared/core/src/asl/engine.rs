@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 
 use super::choice::parse_timestamp;
@@ -72,7 +73,7 @@ pub struct TaskRequest<'d> {
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Tolerance {
     pub count: Option<u64>,
-    pub percentage: Option<f64>,
+    pub percentage: Option<Decimal>,
 }
 
 impl Tolerance {
@@ -81,11 +82,23 @@ impl Tolerance {
             return failed > 0;
         }
         let over_count = self.count.is_some_and(|c| failed as u64 > c);
-        let over_pct = self
-            .percentage
-            .is_some_and(|p| total > 0 && (failed as f64) * 100.0 > p * total as f64);
+        let over_pct = self.percentage.is_some_and(|p| {
+            total > 0 && Decimal::from(failed) * Decimal::ONE_HUNDRED > p * Decimal::from(total)
+        });
         over_count || over_pct
     }
+}
+
+/// A percentage from 0 to 100 read exactly from a JSON number's text (the workspace keeps
+/// numbers as text), or `None` when the value is not such a number.
+pub fn percentage_of(v: &Value) -> Option<Decimal> {
+    let text = v.as_number()?.to_string();
+    let p = Decimal::from_str_exact(&text)
+        .or_else(|_| Decimal::from_scientific(&text))
+        .ok()?;
+    (Decimal::ZERO..=Decimal::ONE_HUNDRED)
+        .contains(&p)
+        .then_some(p)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -711,16 +724,11 @@ fn map_run(
                 let v = env
                     .select(p)
                     .ok_or_else(|| missing(p, "ToleratedFailurePercentagePath"))?;
-                Some(
-                    v.as_ref()
-                        .as_f64()
-                        .filter(|x| (0.0..=100.0).contains(x))
-                        .ok_or_else(|| {
-                            Failure::runtime(format!(
-                                "ToleratedFailurePercentagePath '{p}' must point to a number from 0 to 100"
-                            ))
-                        })?,
-                )
+                Some(percentage_of(v.as_ref()).ok_or_else(|| {
+                    Failure::runtime(format!(
+                        "ToleratedFailurePercentagePath '{p}' must point to a number from 0 to 100"
+                    ))
+                })?)
             }
             None => None,
         },
@@ -1030,4 +1038,36 @@ pub fn result_writer_files(
         "ResultWriterDetails": {"Bucket": bucket, "Key": manifest_key},
     });
     (files, output)
+}
+
+#[cfg(test)]
+mod tolerance_tests {
+    use super::*;
+
+    fn pct(s: &str) -> Tolerance {
+        Tolerance {
+            count: None,
+            percentage: Some(Decimal::from_str_exact(s).unwrap()),
+        }
+    }
+
+    #[test]
+    fn percentage_tolerance_is_exact_at_the_boundary() {
+        // 1 of 3 is 33.333…%: over 33.33, within 33.34; exactly 50% of 2 is not over 50.
+        assert!(pct("33.33").exceeded(1, 3));
+        assert!(!pct("33.34").exceeded(1, 3));
+        assert!(!pct("50").exceeded(1, 2));
+        assert!(pct("0").exceeded(1, 1000));
+    }
+
+    #[test]
+    fn percentage_is_read_from_the_number_text() {
+        let v: Value = serde_json::from_str("12.5").unwrap();
+        assert_eq!(percentage_of(&v), Some(Decimal::new(125, 1)));
+        assert_eq!(
+            percentage_of(&serde_json::from_str("100.01").unwrap()),
+            None
+        );
+        assert_eq!(percentage_of(&serde_json::from_str("\"5\"").unwrap()), None);
+    }
 }

@@ -2,7 +2,7 @@
 //!
 //! The workspace enables serde_json's `arbitrary_precision`, so a `Number` is the decimal text it
 //! was parsed from. Choice rules compare numbers and intrinsics add them; doing either through
-//! `f64` would make `0.1 + 0.2` and 17-digit amounts wrong, so both work on the decimal text.
+//! binary floating point would make `0.1 + 0.2` and 17-digit values wrong, so both work on the decimal text.
 
 use std::cmp::Ordering;
 

@@ -100,7 +100,7 @@ pub struct Children {
     /// 0 means no limit.
     pub max_concurrency: usize,
     pub tolerated_count: Option<u64>,
-    pub tolerated_percentage: Option<f64>,
+    pub tolerated_percentage: Option<rust_decimal::Decimal>,
     /// ResultWriter destination: bucket and prefix.
     pub writer: Option<(String, String)>,
 }
