@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::s3::S3Event;
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 
 use crate::HandlerError;
 
@@ -41,4 +41,31 @@ pub trait S3Handler: Send + Sync {
 #[async_trait]
 pub trait TaskHandler: Send + Sync {
     async fn handle(&self, input: serde_json::Value) -> Result<serde_json::Value, HandlerError>;
+}
+
+/// The messages of an SQS batch to retry (`ReportBatchItemFailures`). A failed message that
+/// has no `messageId` cannot be retried alone, so the whole batch is then retried: every SQS
+/// handler here is idempotent, so the messages that succeeded are not applied twice.
+#[derive(Debug, Default)]
+pub struct BatchFailures {
+    response: SqsBatchResponse,
+    unidentified: bool,
+}
+
+impl BatchFailures {
+    pub fn add(&mut self, message: &SqsMessage) {
+        match &message.message_id {
+            Some(id) => self.response.add_failure(id.clone()),
+            None => self.unidentified = true,
+        }
+    }
+
+    pub fn into_response(self) -> Result<SqsBatchResponse, HandlerError> {
+        if self.unidentified {
+            return Err(HandlerError::Retryable(
+                "a failed message has no messageId; retrying the whole batch".into(),
+            ));
+        }
+        Ok(self.response)
+    }
 }

@@ -27,7 +27,7 @@ use super::layout::{self, GSI2_PK, GSI2_SK, InstalmentRecord, TxRecord, attr};
 use super::money::{self, MoveRequest};
 use super::{Accounts, AccountsError};
 use crate::HandlerError;
-use crate::handler::SqsHandler;
+use crate::handler::{BatchFailures, SqsHandler};
 use crate::ports::{Condition, MetricRecord, TableError, UpdateAction, Write};
 
 /// How long a claim protects an instalment. Longer than one worker's debit and settle by far;
@@ -371,9 +371,8 @@ fn leased_by(owner: &str) -> Condition {
 #[async_trait]
 impl SqsHandler for Worker {
     async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, HandlerError> {
-        let mut response = SqsBatchResponse::default();
+        let mut failures = BatchFailures::default();
         let (mut paid, mut failed, mut errors) = (0u64, 0u64, 0u64);
-        let mut unidentified_failure = false;
         for message in &event.records {
             match self.handle_message(message).await {
                 Ok(WorkerOutcome::Paid { .. }) => paid += 1,
@@ -388,22 +387,13 @@ impl SqsHandler for Worker {
                         error = %e,
                         "instalment message failed"
                     );
-                    match &message.message_id {
-                        Some(id) => response.add_failure(id.clone()),
-                        None => unidentified_failure = true,
-                    }
+                    failures.add(message);
                 }
             }
         }
         if !event.records.is_empty() {
             self.write_metrics(paid, failed, errors).await;
         }
-        if unidentified_failure {
-            // Retrying the whole batch is safe: claims and debits are idempotent.
-            return Err(HandlerError::Retryable(
-                "a failed message has no messageId; retrying the whole batch".into(),
-            ));
-        }
-        Ok(response)
+        failures.into_response()
     }
 }

@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use super::layout::{self, EVENT_WRITE_INDEX};
 use super::{PaymentEvents, PaymentEventsError};
 use crate::HandlerError;
-use crate::handler::SqsHandler;
+use crate::handler::{BatchFailures, SqsHandler};
 use crate::ports::MetricRecord;
 
 /// The `function` dimension of the processor's metrics.
@@ -88,9 +88,8 @@ impl Processor {
 #[async_trait]
 impl SqsHandler for Processor {
     async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, HandlerError> {
-        let mut response = SqsBatchResponse::default();
+        let mut failures = BatchFailures::default();
         let mut tally = BatchTally::default();
-        let mut unidentified_failure = false;
         for message in &event.records {
             match self.store(message).await {
                 Ok(Outcome::Stored) => tally.stored += 1,
@@ -103,23 +102,13 @@ impl SqsHandler for Processor {
                         error = %e,
                         "payment event message failed"
                     );
-                    match &message.message_id {
-                        Some(id) => response.add_failure(id.clone()),
-                        None => unidentified_failure = true,
-                    }
+                    failures.add(message);
                 }
             }
         }
         if !event.records.is_empty() {
             self.write_metrics(&tally).await;
         }
-        if unidentified_failure {
-            // Without a message id SQS cannot retry the one message, so the whole batch is
-            // retried; storing is idempotent, so the others are not counted twice.
-            return Err(HandlerError::Retryable(
-                "a failed message has no messageId; retrying the whole batch".into(),
-            ));
-        }
-        Ok(response)
+        failures.into_response()
     }
 }
