@@ -32,6 +32,26 @@ type Builder = fn(&dyn Resources) -> Result<Function, ResourceError>;
 
 /// Every function, by name.
 pub const FUNCTIONS: &[(&str, Builder)] = &[
+    ("debts-api", |r| {
+        Ok(Function::Http(crate::debts::router(
+            crate::debts::Debts::from_resources(r)?,
+        )))
+    }),
+    ("debts-picker", |r| {
+        Ok(Function::Sqs(Arc::new(crate::debts::Picker::new(
+            crate::debts::Debts::from_resources(r)?,
+        ))))
+    }),
+    ("debts-steps", |r| {
+        Ok(Function::Task(Arc::new(crate::debts::Steps::new(
+            crate::debts::Debts::from_resources(r)?,
+        ))))
+    }),
+    ("debts-register", |r| {
+        Ok(Function::Sqs(Arc::new(crate::debts::Register::new(
+            crate::debts::Debts::from_resources(r)?,
+        ))))
+    }),
     ("payment-webhook", |r| {
         Ok(Function::Http(crate::payment_events::router(
             crate::payment_events::PaymentEvents::from_resources(r)?,
@@ -41,7 +61,8 @@ pub const FUNCTIONS: &[(&str, Builder)] = &[
         Ok(Function::Sqs(Arc::new(
             crate::payment_events::Processor::new(
                 crate::payment_events::PaymentEvents::from_resources(r)?,
-            ),
+            )
+            .with_pay_history(crate::loans::Loans::history_only(r)?),
         )))
     }),
     ("payment-events-report", |r| {
@@ -50,6 +71,16 @@ pub const FUNCTIONS: &[(&str, Builder)] = &[
                 crate::payment_events::PaymentEvents::from_resources(r)?,
             ),
         )))
+    }),
+    ("loans-api", |r| {
+        Ok(Function::Http(crate::loans::router(
+            crate::loans::Loans::from_resources(r)?,
+        )))
+    }),
+    ("payroll-checker", |r| {
+        Ok(Function::Event(Arc::new(crate::loans::Checker::new(
+            crate::loans::Loans::from_resources(r)?,
+        ))))
     }),
     ("accounts-api", |r| {
         Ok(Function::Http(crate::accounts::router(
@@ -69,6 +100,41 @@ pub const FUNCTIONS: &[(&str, Builder)] = &[
     ("advances-auditor", |r| {
         Ok(Function::Event(Arc::new(crate::accounts::Auditor::new(
             crate::accounts::Accounts::from_resources(r)?,
+        ))))
+    }),
+    ("payroll-api", |r| {
+        Ok(Function::Http(crate::payroll::router(
+            crate::payroll::Payroll::from_resources(r)?,
+        )))
+    }),
+    ("payroll-webhook", |r| {
+        Ok(Function::Http(crate::payroll::webhook_router(
+            crate::payroll::Payroll::from_resources(r)?,
+        )))
+    }),
+    ("payroll-inbox", |r| {
+        Ok(Function::Sqs(Arc::new(crate::payroll::InboxHandler::new(
+            crate::payroll::Payroll::from_resources(r)?,
+        ))))
+    }),
+    ("payroll-workflow", |r| {
+        Ok(Function::Task(Arc::new(crate::payroll::WorkflowTasks::new(
+            crate::payroll::Payroll::from_resources(r)?,
+        ))))
+    }),
+    ("payroll-accounts", |r| {
+        Ok(Function::Sqs(Arc::new(crate::payroll::AccountsWorker::new(
+            crate::payroll::Disbursement::from_resources(r)?,
+        ))))
+    }),
+    ("payroll-payments", |r| {
+        Ok(Function::Sqs(Arc::new(crate::payroll::PaymentsWorker::new(
+            crate::payroll::Disbursement::from_resources(r)?,
+        ))))
+    }),
+    ("payroll-check", |r| {
+        Ok(Function::Event(Arc::new(crate::payroll::ConsistencyCheck::new(
+            crate::payroll::Payroll::from_resources(r)?,
         ))))
     }),
 ];

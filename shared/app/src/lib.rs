@@ -4,12 +4,18 @@
 //! Lambda also runs in `payops up`.
 
 pub mod accounts;
+pub mod debts;
 pub mod error;
 pub mod functions;
 pub mod handler;
 pub mod http;
+pub mod loans;
 pub mod payment_events;
+pub mod payroll;
 pub mod ports;
+pub mod recon;
+pub mod provider_http;
+pub mod provider_limiter;
 pub mod resources;
 
 #[cfg(feature = "conformance")]

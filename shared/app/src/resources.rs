@@ -41,6 +41,15 @@ pub const PAYMENT_EVENTS_TABLE: TableDef = TableDef {
     indexes: &["gsi1"],
 };
 
+/// Loans, borrowers' pay histories and payroll-check flags (issue 8). The key design is in
+/// `loans::layout`: `gsi1` lists loans by expected payroll date (`DUE#{date}#{shard}` /
+/// `{loan_id}`), so the daily checker never scans all loans.
+pub const LOANS_TABLE: TableDef = TableDef {
+    logical_id: "LoansTable",
+    env_var: "LOANS_TABLE",
+    indexes: &["gsi1"],
+};
+
 /// Accounts, transactions, idempotency records, advances and instalments (issue 4).
 /// The key design is in `accounts::layout`: `gsi1` lists a day's transactions in time order
 /// (`TXDAY#{date}` / `{timestamp}#{id}`) and the advances (`ADVANCES#{shard}`); `gsi2` lists
@@ -51,7 +60,26 @@ pub const ACCOUNTS_TABLE: TableDef = TableDef {
     indexes: &["gsi1", "gsi2"],
 };
 
-pub const TABLES: &[TableDef] = &[PAYMENT_EVENTS_TABLE, ACCOUNTS_TABLE];
+/// Payroll batches, their payments, per-source and per-branch aggregates, provider account
+/// mappings and the payroll ledger (issue 3). Key design in `payroll::layout`; `gsi1` lists
+/// batches newest first (`BATCHES` / `{created_at}#{id}`).
+pub const PAYROLL_TABLE: TableDef = TableDef {
+    logical_id: "PayrollTable",
+    env_var: "PAYROLL_TABLE",
+    indexes: &["gsi1"],
+};
+
+/// Debt intake (issue 5): batches, sub-batches, rejected lines, registered debts, file hashes,
+/// client settings and REST submissions with their staged lines. Key design in
+/// `debts::layout`; `gsi1` lists a client's batches newest first (`CLIENT#{id}` /
+/// `{created_at}#{batch_id}`).
+pub const DEBTS_TABLE: TableDef = TableDef {
+    logical_id: "DebtsTable",
+    env_var: "DEBTS_TABLE",
+    indexes: &["gsi1"],
+};
+
+pub const TABLES: &[TableDef] = &[PAYMENT_EVENTS_TABLE, ACCOUNTS_TABLE, LOANS_TABLE, PAYROLL_TABLE, DEBTS_TABLE];
 
 /// Verified webhook payloads waiting to be stored.
 pub const PAYMENT_EVENTS_QUEUE: QueueDef = QueueDef {
@@ -65,7 +93,46 @@ pub const INSTALMENTS_QUEUE: QueueDef = QueueDef {
     env_var: "INSTALMENTS_QUEUE_URL",
 };
 
-pub const QUEUES: &[QueueDef] = &[PAYMENT_EVENTS_QUEUE, INSTALMENTS_QUEUE];
+/// S3 notifications of payroll files dropped under `inbox/payroll/`.
+pub const PAYROLL_INBOX_QUEUE: QueueDef = QueueDef {
+    logical_id: "PayrollInboxQueue",
+    env_var: "PAYROLL_INBOX_QUEUE_URL",
+};
+
+/// One message per employee of an approved batch: provision its provider accounts, then
+/// enqueue its payments.
+pub const PAYROLL_ACCOUNTS_QUEUE: QueueDef = QueueDef {
+    logical_id: "PayrollAccountsQueue",
+    env_var: "PAYROLL_ACCOUNTS_QUEUE_URL",
+};
+
+/// One message per payroll payment to create at the provider.
+pub const PAYROLL_PAYMENTS_QUEUE: QueueDef = QueueDef {
+    logical_id: "PayrollPaymentsQueue",
+    env_var: "PAYROLL_PAYMENTS_QUEUE_URL",
+};
+
+/// S3 notifications of debt files dropped under `inbox/debts/{client_id}/`.
+pub const DEBT_FILES_QUEUE: QueueDef = QueueDef {
+    logical_id: "DebtFilesQueue",
+    env_var: "DEBT_FILES_QUEUE_URL",
+};
+
+/// One message per sub-batch of a debt file, to transform, validate and register.
+pub const DEBT_SUB_BATCHES_QUEUE: QueueDef = QueueDef {
+    logical_id: "DebtSubBatchesQueue",
+    env_var: "DEBT_SUB_BATCHES_QUEUE_URL",
+};
+
+pub const QUEUES: &[QueueDef] = &[
+    DEBT_FILES_QUEUE,
+    DEBT_SUB_BATCHES_QUEUE,
+    PAYMENT_EVENTS_QUEUE,
+    INSTALMENTS_QUEUE,
+    PAYROLL_INBOX_QUEUE,
+    PAYROLL_ACCOUNTS_QUEUE,
+    PAYROLL_PAYMENTS_QUEUE,
+];
 
 /// The one bucket: inboxes, reports, exports. Its name is in `DATA_BUCKET`.
 pub const DATA_BUCKET_LOGICAL_ID: &str = "DataBucket";

@@ -173,6 +173,45 @@ impl Blobs for S3Blobs {
         Ok(Some(Blob { meta, body }))
     }
 
+    async fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Bytes>, BlobError> {
+        check_key(key)?;
+        if len == 0 {
+            return Ok(self.head(key).await?.map(|_| Bytes::new()));
+        }
+        let range = format!("bytes={}-{}", offset, offset.saturating_add(len - 1));
+        let result = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(range)
+            .send()
+            .await;
+        let out = match result {
+            Ok(out) => out,
+            Err(e) if matches!(e.as_service_error(), Some(GetObjectError::NoSuchKey(_))) => {
+                return Ok(None);
+            }
+            // Past the end of the object: S3 answers 416 InvalidRange.
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(416) => {
+                return Ok(Some(Bytes::new()));
+            }
+            Err(e) => return Err(blob_error(e)),
+        };
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| BlobError::Unavailable(Box::new(e)))?
+            .into_bytes();
+        Ok(Some(body))
+    }
+
     async fn head(&self, key: &str) -> Result<Option<BlobMeta>, BlobError> {
         check_key(key)?;
         let result = self

@@ -3,9 +3,12 @@
 
 pub mod accounts;
 pub mod asl;
+pub mod debts;
 pub mod money;
 pub mod payment_event;
+pub mod paydays;
 pub mod payroll;
+pub mod recon;
 pub mod schedule;
 pub mod secret;
 pub mod webhook_signature;

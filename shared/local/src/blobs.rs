@@ -433,6 +433,36 @@ impl Blobs for LocalBlobs {
         }
     }
 
+    /// Reads only the range from the object's file (debt files are split a part at a time).
+    async fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Bytes>, BlobError> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        self.check_bucket()?;
+        validate_key(key)?;
+        let _swap = self.swap.read().await;
+        let Some((_, path)) = self.read_meta(key).await? else {
+            return Ok(None);
+        };
+        let mut file = match tokio::fs::File::open(self.objects.join(path)).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(unavailable(e)),
+        };
+        file.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(unavailable)?;
+        let mut body = Vec::with_capacity(usize::try_from(len.min(64 << 20)).unwrap_or(0));
+        file.take(len)
+            .read_to_end(&mut body)
+            .await
+            .map_err(unavailable)?;
+        Ok(Some(Bytes::from(body)))
+    }
+
     async fn head(&self, key: &str) -> Result<Option<BlobMeta>, BlobError> {
         self.check_bucket()?;
         validate_key(key)?;

@@ -30,7 +30,11 @@ pub enum Command {
     Up {
         #[arg(long, default_value_t = runtime::DEFAULT_PORT)]
         port: u16,
+        #[command(flatten)]
+        provider: crate::cli_sandbox::SandboxArgs,
     },
+    /// The payment provider's sandbox on its own (`payops up` starts one itself).
+    Sandbox(crate::cli_sandbox::SandboxCommand),
     /// Generate data for every flow, run it end to end, and print where the reports are.
     Demo {
         #[arg(long, default_value_t = 1000)]
@@ -54,12 +58,27 @@ pub enum Command {
     /// The payroll file, offline: summarise one, or generate a large one.
     #[command(subcommand)]
     Payroll(crate::cli_payroll::PayrollCommand),
+    /// Pay-frequency inference offline: infer schedules from a history CSV, generate one, bench.
+    #[command(subcommand)]
+    Paydays(crate::cli_paydays::PaydaysCommand),
+    /// Loans repaid from payroll: import, show, the morning payroll check, its benchmark.
+    #[command(subcommand)]
+    Loans(crate::cli_loans::LoansCommand),
     /// Cash advances.
     #[command(subcommand)]
     Advances(AdvancesCommand),
     /// State machine executions of a running `payops up`.
     #[command(subcommand)]
     Executions(crate::cli_executions::ExecutionsCommand),
+    /// Dead-letter queues: list what is in them, redrive them to their source queue.
+    #[command(subcommand)]
+    Dlq(crate::cli_dlq::DlqCommand),
+    /// Debt intake: check or generate a debt file offline; list formats; show metrics.
+    #[command(subcommand)]
+    Debts(crate::cli_debts::DebtsCommand),
+    /// Reconciliation offline: reconcile a day's files into Parquet; generate a realistic day.
+    #[command(subcommand)]
+    Recon(crate::cli_recon::ReconCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -74,6 +93,8 @@ pub enum AdvancesCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
+    /// Payments against a throttled provider sandbox through the shared rate limiter.
+    Provider(crate::bench_provider::ProviderBenchArgs),
     /// A burst of signed payment webhooks through a `payops up` process on loopback.
     Webhooks {
         #[arg(long, default_value_t = 10_000)]
@@ -82,6 +103,16 @@ pub enum BenchCommand {
         concurrency: usize,
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A debt file dropped into the inbox of a `payops up` in this process, timed from the
+    /// drop to the batch's final status (one run; wrap in `/usr/bin/time -v` for peak RSS).
+    Debts {
+        #[arg(long, default_value_t = 1_000_000)]
+        lines: u64,
+        #[arg(long, default_value_t = 1000)]
+        defect_every: u64,
         #[arg(long)]
         json: bool,
     },
@@ -103,12 +134,17 @@ pub enum BenchCommand {
 impl Cli {
     pub fn default_log_level(&self) -> &'static str {
         match self.command {
-            Command::Up { .. } | Command::Trigger { .. } => "info",
+            Command::Up { .. } | Command::Trigger { .. } | Command::Sandbox(_) => "info",
             Command::Demo { .. }
             | Command::Bench(_)
             | Command::Payroll(_)
+            | Command::Paydays(_)
+            | Command::Loans(_)
             | Command::Advances(_)
-            | Command::Executions(_) => "warn",
+            | Command::Executions(_)
+            | Command::Dlq(_)
+            | Command::Debts(_)
+            | Command::Recon(_) => "warn",
         }
     }
 }
@@ -133,13 +169,33 @@ type AnyError = Box<dyn std::error::Error + Send + Sync>;
 async fn execute(cli: Cli) -> Result<(), AnyError> {
     match cli.command {
         Command::Payroll(cmd) => crate::cli_payroll::run(cmd).await?,
+        Command::Paydays(cmd) => crate::cli_paydays::run(cmd).await?,
+        Command::Loans(cmd) => crate::cli_loans::run(&cli.data, cmd).await?,
         Command::Executions(cmd) => crate::cli_executions::run(cmd).await?,
-        Command::Up { port } => {
-            runtime::up(runtime::UpOptions {
-                data_dir: cli.data,
-                port,
-            })
+        Command::Dlq(cmd) => crate::cli_dlq::run(cmd, &cli.data).await?,
+        Command::Debts(cmd) => crate::cli_debts::run(cmd, &cli.data).await?,
+        Command::Recon(cmd) => crate::cli_recon::run(cmd).await?,
+        Command::Up { port, provider } => {
+            runtime::up_with(
+                runtime::UpOptions {
+                    data_dir: cli.data,
+                    port,
+                },
+                provider,
+            )
             .await?
+        }
+        Command::Sandbox(cmd) => crate::cli_sandbox::run(cmd, &cli.data).await?,
+        Command::Bench(BenchCommand::Provider(args)) => {
+            let report = crate::bench_provider::run(&args).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                crate::bench_provider::print(&report);
+            }
+            if !report.pass {
+                return Err("the throttled throughput check failed".into());
+            }
         }
         Command::Demo {
             events_per_day,
@@ -190,6 +246,33 @@ async fn execute(cli: Cli) -> Result<(), AnyError> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print_bench(&report);
+            }
+        }
+        Command::Bench(BenchCommand::Debts {
+            lines,
+            defect_every,
+            json,
+        }) => {
+            let options = crate::bench_debts::DebtBenchOptions {
+                lines,
+                defect_every,
+                data_dir: cli.data.clone(),
+            };
+            let report = crate::bench_debts::debts(&options).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "debts end to end, {} lines ({} bytes): {} in {:.2} s ({:.0} lines/s), {} accepted, {} rejected, {} sub-batches",
+                    report.lines,
+                    report.file_bytes,
+                    report.status,
+                    report.seconds,
+                    report.lines_per_second,
+                    report.accepted,
+                    report.rejected,
+                    report.sub_batches
+                );
             }
         }
         Command::Bench(BenchCommand::Transfers {

@@ -39,6 +39,9 @@ pub struct LocalEnv {
     clock: Arc<dyn Clock>,
     data_dir: PathBuf,
     workflows: Option<Arc<dyn Workflows>>,
+    /// Values `payops up` decides at start (the provider sandbox's URL), returned by
+    /// `secret` ahead of the environment.
+    settings: std::collections::BTreeMap<&'static str, String>,
 }
 
 impl LocalEnv {
@@ -79,11 +82,17 @@ impl LocalEnv {
             clock,
             data_dir: data_dir.to_owned(),
             workflows: None,
+            settings: std::collections::BTreeMap::new(),
         })
     }
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// Makes `secret(env_var)` return `value`, ahead of the environment.
+    pub fn set_setting(&mut self, env_var: &'static str, value: String) {
+        self.settings.insert(env_var, value);
     }
 
     pub fn set_workflows(&mut self, workflows: Arc<dyn Workflows>) {
@@ -141,9 +150,20 @@ impl Resources for LocalEnv {
     }
 
     fn secret(&self, env_var: &'static str) -> Result<Secret<String>, ResourceError> {
+        if let Some(v) = self.settings.get(env_var) {
+            return Ok(Secret::new(v.clone()));
+        }
         match std::env::var(env_var) {
             Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
             _ if env_var == WEBHOOK_SECRET_ENV => Ok(Secret::new(DEV_WEBHOOK_SECRET.to_owned())),
+            // Without a sandbox started by `payops up`, the client points at where
+            // `payops sandbox` listens by default.
+            _ if env_var == payops_app::ports::provider::PROVIDER_URL_ENV => Ok(Secret::new(
+                format!("http://127.0.0.1:{}", crate::sandbox::DEFAULT_SANDBOX_PORT),
+            )),
+            _ if env_var == payops_app::ports::provider::PROVIDER_API_KEY_ENV => Ok(Secret::new(
+                crate::sandbox::DEV_PROVIDER_API_KEY.to_owned(),
+            )),
             _ => Err(ResourceError::MissingEnv(env_var)),
         }
     }

@@ -88,6 +88,9 @@ pub enum PaymentEventsError {
     BadReportInput(String),
     #[error("a total overflows: {0}")]
     Overflow(#[source] payops_core::MoneyError),
+    /// The borrower's pay history or loan could not be updated (issue 8).
+    #[error("pay history not updated: {0}")]
+    History(#[source] crate::loans::LoansError),
 }
 
 impl From<PaymentEventsError> for HandlerError {
@@ -95,6 +98,7 @@ impl From<PaymentEventsError> for HandlerError {
         match e {
             PaymentEventsError::Table(t) => t.into(),
             PaymentEventsError::Blobs(b) => b.into(),
+            PaymentEventsError::History(h) => h.into(),
             e @ (PaymentEventsError::NoBody
             | PaymentEventsError::Malformed(_)
             | PaymentEventsError::BadReportInput(_)) => HandlerError::Rejected(e.to_string()),

@@ -1,15 +1,21 @@
-//! The queue consumer: stores each event exactly once and keeps the per-day aggregates.
+//! The queue consumer: stores each event exactly once and keeps the per-day aggregates; when
+//! wired with the loans table, it also adds each paid event to its borrower's pay history and
+//! applies it to its loan (issue 8). That update is idempotent on its own (the history keeps
+//! event ids), so it runs after a stored event and after a duplicate alike: a crash between the
+//! event's transaction and the history's is repaired by the redelivery.
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use payops_core::payment_event;
+use std::sync::Arc;
+
+use payops_core::payment_event::{self, PaymentEvent};
 use rust_decimal::Decimal;
 
 use super::layout::{self, EVENT_WRITE_INDEX};
 use super::{PaymentEvents, PaymentEventsError};
 use crate::HandlerError;
 use crate::handler::{BatchFailures, SqsHandler};
-use crate::ports::MetricRecord;
+use crate::ports::{MetricRecord, Table};
 
 /// The `function` dimension of the processor's metrics.
 pub const FUNCTION_DIMENSION: &str = "payment-events-processor";
@@ -23,6 +29,8 @@ pub const METRIC_MESSAGES_FAILED: &str = "messages_failed";
 /// retries them alone and moves them to the dead-letter queue after the redrive count.
 pub struct Processor {
     state: PaymentEvents,
+    /// The loans table, where pay histories live; `None` keeps the processor as it was.
+    loans: Option<Arc<dyn Table>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +48,22 @@ struct BatchTally {
 
 impl Processor {
     pub fn new(state: PaymentEvents) -> Self {
-        Processor { state }
+        Processor { state, loans: None }
+    }
+
+    /// Also keeps borrowers' pay histories and loans (issue 8) in `loans_table`.
+    pub fn with_pay_history(mut self, loans_table: Arc<dyn Table>) -> Self {
+        self.loans = Some(loans_table);
+        self
+    }
+
+    async fn record_history(&self, event: &PaymentEvent) -> Result<(), PaymentEventsError> {
+        if let Some(table) = &self.loans {
+            crate::loans::record_payment(table.as_ref(), event)
+                .await
+                .map_err(PaymentEventsError::History)?;
+        }
+        Ok(())
     }
 
     async fn store(&self, message: &SqsMessage) -> Result<Outcome, PaymentEventsError> {
@@ -49,7 +72,10 @@ impl Processor {
             .map_err(PaymentEventsError::Malformed)?;
         let writes = layout::store_writes(&event, self.state.clock.now());
         match self.state.table.transact(writes).await {
-            Ok(()) => Ok(Outcome::Stored),
+            Ok(()) => {
+                self.record_history(&event).await?;
+                Ok(Outcome::Stored)
+            }
             Err(e) if e.failed_condition_at(EVENT_WRITE_INDEX) => {
                 // Already stored: a redelivery or a provider retry. Count it, change nothing else.
                 let key = layout::duplicates_key(event.day());
@@ -58,6 +84,8 @@ impl Processor {
                     .update(&key, layout::duplicate_actions(), None)
                     .await?;
                 tracing::info!(event_id = %event.event_id, "duplicate payment event ignored");
+                // The history update may not have happened before a crash: it is idempotent.
+                self.record_history(&event).await?;
                 Ok(Outcome::Duplicate)
             }
             Err(e) => Err(e.into()),

@@ -55,4 +55,21 @@ pub trait Blobs: Send + Sync {
     -> Result<BlobPage, BlobError>;
 
     async fn delete(&self, key: &str) -> Result<(), BlobError>;
+
+    /// Up to `len` bytes of the object starting at byte `offset` (S3 `GetObject` with a
+    /// `Range`), so large files are read a part at a time; empty past the end, `None` when the
+    /// object does not exist. The default reads the whole object: adapters override it.
+    async fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Bytes>, BlobError> {
+        Ok(self.get(key).await?.map(|blob| {
+            let size = blob.body.len() as u64;
+            let start = offset.min(size) as usize;
+            let end = offset.saturating_add(len).min(size) as usize;
+            blob.body.slice(start..end)
+        }))
+    }
 }

@@ -28,12 +28,15 @@
 mod assemble;
 mod checks;
 mod error;
+pub mod eta;
 mod fast;
 mod field;
 mod finding;
 pub mod generate;
 mod ids;
+pub mod ledger;
 mod row;
+pub mod status;
 mod summary;
 mod validate;
 mod xml;
@@ -52,6 +55,7 @@ pub use ids::{
     check_routing, is_valid_id,
 };
 pub use row::{Address, Employee, Payee, Payer, PayrollRow};
+pub use status::PaymentStatus;
 pub use summary::{BranchTotal, SourceTotal, Summary};
 
 use assemble::Assembler;

@@ -13,6 +13,7 @@
 //! One process owns a data directory at a time (a lock file), which is what makes releasing
 //! the previous run's in-flight queue messages at start-up safe.
 
+pub mod hr_ui;
 pub mod inbox;
 pub mod lock;
 pub mod ops;
@@ -20,6 +21,7 @@ pub mod ops_executions;
 pub mod poller;
 pub mod scheduler;
 pub mod task_invoker;
+pub mod ui;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -80,6 +82,10 @@ pub enum RuntimeError {
     Workflows(#[from] ExecutorError),
     #[error("workflow store: {0}")]
     WorkflowStore(#[from] crate::workflows::store::WorkflowStoreError),
+    #[error("provider sandbox: {0}")]
+    Sandbox(#[from] crate::sandbox::SandboxError),
+    #[error("provider sandbox configuration: {0}")]
+    SandboxArgs(String),
 }
 
 /// Everything `payops up` runs, built but not yet started.
@@ -112,6 +118,7 @@ fn build_executor(
         ExecutorConfig::default(),
     );
     register_state_machines(&executor, &env.template)?;
+    executor.register_directory(&crate::workflows::local_machines_dir(env.data_dir()))?;
     Ok(executor)
 }
 
@@ -138,7 +145,20 @@ impl System {
         data_dir: &std::path::Path,
         clock: Arc<dyn Clock>,
     ) -> Result<(System, Vec<Worker>), RuntimeError> {
+        System::build_with_settings(data_dir, clock, Vec::new())
+    }
+
+    /// As [`System::build`], with values the env returns ahead of the environment (the
+    /// provider sandbox's URL and key; see `LocalEnv::set_setting`).
+    pub fn build_with_settings(
+        data_dir: &std::path::Path,
+        clock: Arc<dyn Clock>,
+        settings: Vec<(&'static str, String)>,
+    ) -> Result<(System, Vec<Worker>), RuntimeError> {
         let mut env = LocalEnv::open(data_dir, clock.clone())?;
+        for (name, value) in settings {
+            env.set_setting(name, value);
+        }
         let task_invoker = Arc::new(LocalTaskInvoker::new(
             env.store.clone(),
             LOCAL_EVENT_BUS,
@@ -251,6 +271,8 @@ pub struct Running {
     server: tokio::task::JoinHandle<Result<(), RuntimeError>>,
     timers: tokio::task::JoinHandle<()>,
     _lock: lock::DataDirLock,
+    /// The payment provider's sandbox the functions talk to, when `payops up` started one.
+    pub provider_sandbox: Option<crate::sandbox::RunningSandbox>,
 }
 
 impl Running {
@@ -264,19 +286,92 @@ impl Running {
         self.timers.abort();
         // Executions stop where they are; their last checkpoint resumes at the next start.
         self.system.executor.halt();
-        match self.server.await {
+        let served = match self.server.await {
             Ok(result) => result,
             Err(e) => Err(RuntimeError::Serve(std::io::Error::other(e))),
+        };
+        if let Some(sandbox) = self.provider_sandbox {
+            sandbox.stop().await?;
         }
+        served
     }
 }
 
 /// Starts everything on 127.0.0.1 (`options.port` 0 picks a free port).
 pub async fn start(options: &UpOptions, clock: Arc<dyn Clock>) -> Result<Running, RuntimeError> {
+    let provider =
+        crate::cli_sandbox::SandboxArgs::from_env().map_err(RuntimeError::SandboxArgs)?;
+    start_with(options, clock, &provider).await
+}
+
+/// The provider sandbox of `payops up`, unless disabled: on the flag's port, else on a free
+/// port when the runtime's is free-picked, else on the sandbox's default port.
+async fn start_provider_sandbox(
+    options: &UpOptions,
+    clock: Arc<dyn Clock>,
+    provider: &crate::cli_sandbox::SandboxArgs,
+) -> Result<Option<crate::sandbox::RunningSandbox>, RuntimeError> {
+    if provider.disabled {
+        return Ok(None);
+    }
+    let port = provider.port.unwrap_or(if options.port == 0 {
+        0
+    } else {
+        crate::sandbox::DEFAULT_SANDBOX_PORT
+    });
+    let sandbox =
+        crate::sandbox::Sandbox::new(provider.config(Some(&options.data_dir)), clock)?;
+    Ok(Some(crate::sandbox::serve(sandbox, port, true).await?))
+}
+
+/// As [`start`], with the provider sandbox configured by `provider` (the `--provider-*` flags).
+pub async fn start_with(
+    options: &UpOptions,
+    clock: Arc<dyn Clock>,
+    provider: &crate::cli_sandbox::SandboxArgs,
+) -> Result<Running, RuntimeError> {
     std::fs::create_dir_all(&options.data_dir)
         .map_err(|e| lock::LockError::Io(options.data_dir.clone(), e))?;
     let lock = lock::DataDirLock::acquire(&options.data_dir)?;
-    let (system, workers) = System::build(&options.data_dir, clock)?;
+    let provider_sandbox = start_provider_sandbox(options, clock.clone(), provider).await?;
+    let settings = provider_sandbox
+        .as_ref()
+        .map(|s| {
+            vec![
+                (payops_app::ports::provider::PROVIDER_URL_ENV, s.url()),
+                (
+                    payops_app::ports::provider::PROVIDER_API_KEY_ENV,
+                    s.sandbox.config().api_key.expose().clone(),
+                ),
+            ]
+        })
+        .unwrap_or_default();
+    // The callers' limiter reads the same rates as the sandbox, flags included.
+    let mut settings = settings;
+    for (name, per_min) in [
+        (
+            payops_app::ports::provider::PROVIDER_RATE_PAYMENTS_PER_MIN_ENV,
+            provider.payments_per_min,
+        ),
+        (
+            payops_app::ports::provider::PROVIDER_RATE_WRITES_PER_MIN_ENV,
+            provider.writes_per_min,
+        ),
+    ] {
+        if per_min > 0 {
+            settings.push((name, per_min.to_string()));
+        }
+    }
+    let (system, workers) = match System::build_with_settings(&options.data_dir, clock, settings)
+    {
+        Ok(built) => built,
+        Err(e) => {
+            if let Some(s) = provider_sandbox {
+                let _ = s.stop().await;
+            }
+            return Err(e);
+        }
+    };
     let released = release_in_flight(&system.env).await;
     if released > 0 {
         tracing::info!(
@@ -333,7 +428,8 @@ pub async fn start(options: &UpOptions, clock: Arc<dyn Clock>) -> Result<Running
         .router
         .clone()
         .merge(ops::router(system.clone()))
-        .merge(ops_executions::router(system.clone()));
+        .merge(ops_executions::router(system.clone()))
+        .merge(hr_ui::router());
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -342,6 +438,10 @@ pub async fn start(options: &UpOptions, clock: Arc<dyn Clock>) -> Result<Running
             source,
         })?;
     let addr = listener.local_addr().map_err(RuntimeError::Serve)?;
+    if let Some(s) = &provider_sandbox {
+        s.sandbox
+            .set_webhook_url(format!("http://{addr}/webhooks/provider"));
+    }
     // After the bind, so that a failed start leaves no executor task behind.
     let resumed = system.executor.resume_running().await?;
     if resumed > 0 {
@@ -369,13 +469,27 @@ pub async fn start(options: &UpOptions, clock: Arc<dyn Clock>) -> Result<Running
         server,
         timers,
         _lock: lock,
+        provider_sandbox,
     })
 }
 
 /// `payops up`: runs until Ctrl-C or SIGTERM. Prints the address and the development secret.
 pub async fn up(options: UpOptions) -> Result<(), RuntimeError> {
-    let running = start(&options, Arc::new(SystemClock)).await?;
+    let provider =
+        crate::cli_sandbox::SandboxArgs::from_env().map_err(RuntimeError::SandboxArgs)?;
+    up_with(options, provider).await
+}
+
+/// As [`up`], with the provider sandbox configured by the `--provider-*` flags.
+pub async fn up_with(
+    options: UpOptions,
+    provider: crate::cli_sandbox::SandboxArgs,
+) -> Result<(), RuntimeError> {
+    let running = start_with(&options, Arc::new(SystemClock), &provider).await?;
     println!("payops up: listening on {}", running.base_url());
+    if let Some(s) = &running.provider_sandbox {
+        println!("payops up: provider sandbox on {}", s.url());
+    }
     println!("payops up: data in {}", options.data_dir.display());
     if std::env::var(payops_app::resources::WEBHOOK_SECRET_ENV).is_err() {
         println!(

@@ -1,8 +1,12 @@
 //! The ops endpoints of the local Step Functions, as JSON:
 //!
 //! - `GET /ops/executions?state_machine=&status=&limit=`: executions, newest first.
-//! - `GET /ops/executions/{id}`: the execution and its history (each event with the time
-//!   since the execution started, and, for a state exit, how long the state took).
+//! - `GET /ops/executions/{id}`: the execution, its history (each event with the time
+//!   since the execution started, and, for a state exit, how long the state took) and its
+//!   `timeline`: one row per state visit with its status, duration, input, output and error
+//!   (see `workflows::timeline`).
+//! - `GET /ops/state-machines`: the names of the registered state machines.
+//! - `GET /ops/ui` (and `/ops`, redirected): the ops web page over these (see `ui`).
 //! - `POST /ops/executions` `{"state_machine", "name"?, "input"?}`: starts an execution.
 //! - `POST /ops/task-tokens/success` `{"task_token", "output"}` and
 //!   `POST /ops/task-tokens/failure` `{"task_token", "error", "cause"}`.
@@ -20,6 +24,7 @@ use serde_json::{Value, json};
 
 use super::System;
 use crate::workflows::model::{LIST_LIMIT_MAX, state_machine_name};
+use crate::workflows::timeline::timeline;
 use crate::workflows::{ExecutionFilter, ExecutionStatus, ExecutorError, HistoryEvent};
 
 pub fn router(system: Arc<System>) -> axum::Router {
@@ -27,7 +32,9 @@ pub fn router(system: Arc<System>) -> axum::Router {
         .route("/ops/executions", get(list).post(start))
         .route("/ops/executions/{id}", get(show))
         .route("/ops/task-tokens/{outcome}", post(task_token))
+        .route("/ops/state-machines", get(state_machines))
         .with_state(system)
+        .merge(super::ui::router())
 }
 
 fn api_error(e: ExecutorError) -> ApiError {
@@ -145,9 +152,16 @@ async fn show(
         .execution_history(&id)
         .await
         .map_err(api_error)?;
-    Ok(Json(
-        json!({ "execution": record, "history": history_json(&history) }),
-    ))
+    let timeline = timeline(&history);
+    Ok(Json(json!({
+        "execution": record,
+        "history": history_json(&history),
+        "timeline": timeline,
+    })))
+}
+
+async fn state_machines(State(system): State<Arc<System>>) -> Json<Value> {
+    Json(json!({ "state_machines": system.executor.state_machines() }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -39,6 +39,11 @@ pub const TASK_CAUSE_CHARS_MAX: usize = 32_768;
 pub const CHECKPOINT_INTERVAL_MS_DEFAULT: u64 = 500;
 /// How often a busy execution hands its new history events to the store, in the background.
 pub const EVENTS_FLUSH_INTERVAL_MS_DEFAULT: u64 = 50;
+/// Where in the data directory `payops up` finds local-only state machines
+/// (see [`Executor::register_directory`]).
+pub const LOCAL_STATE_MACHINES_DIR: &str = "statemachines";
+/// The file name ending of a definition file; the rest of the name is the state machine's.
+pub const LOCAL_DEFINITION_SUFFIX: &str = ".asl.json";
 /// The role shown in `$$.Execution.RoleArn`.
 pub const LOCAL_ROLE_ARN: &str = "arn:aws:iam::000000000000:role/payops-local";
 
@@ -342,6 +347,39 @@ impl Executor {
                 },
                 other => other,
             })
+    }
+
+    /// Registers every `NAME.asl.json` in `dir` under `NAME`, without substitutions: local-only
+    /// state machines (a prototype, a test's fixtures) run by `payops up` next to the
+    /// template's. A missing directory registers nothing. Returns the names, sorted. Blocking
+    /// file reads: call at start-up.
+    pub fn register_directory(&self, dir: &std::path::Path) -> Result<Vec<String>, ExecutorError> {
+        let io = |source| ExecutorError::Io {
+            file: dir.to_owned(),
+            source,
+        };
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(e)),
+        };
+        let mut files = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(io)?.path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(LOCAL_DEFINITION_SUFFIX));
+            if let Some(name) = name.filter(|n| !n.is_empty()) {
+                files.push((name.to_owned(), path.clone()));
+            }
+        }
+        files.sort();
+        let none: HashMap<String, String> = HashMap::new();
+        for (name, path) in &files {
+            self.register_file(name, path, &none)?;
+        }
+        Ok(files.into_iter().map(|(name, _)| name).collect())
     }
 
     pub fn state_machines(&self) -> Vec<String> {

@@ -16,6 +16,7 @@ mod run;
 pub mod snapshot;
 pub mod sqlite_store;
 pub mod store;
+pub mod timeline;
 pub mod timers;
 
 pub use executor::{BlobBuckets, Executor, ExecutorConfig, ExecutorDeps, ExecutorError, OsEntropy};
@@ -25,3 +26,9 @@ pub use model::{
 };
 pub use sqlite_store::SqliteWorkflowStore;
 pub use store::{MemoryWorkflowStore, WorkflowStore};
+
+/// Where `payops up` finds local-only state machines in its data directory
+/// (see [`Executor::register_directory`]).
+pub fn local_machines_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join(executor::LOCAL_STATE_MACHINES_DIR)
+}

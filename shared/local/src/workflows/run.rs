@@ -32,7 +32,7 @@ use tokio::sync::{Notify, oneshot, watch};
 
 use super::executor::{Inner, Machine};
 use super::invoker::call_service;
-use super::model::{ChunkBuilder, HistoryEvent, HistoryEventRef};
+use super::model::{ChunkBuilder, HistoryEvent};
 use super::snapshot::{
     ChildKind, Children, Frame, FrameId, Phase, Scope, Slot, Snapshot, SnapshotRef, TokenWait,
 };
@@ -62,19 +62,10 @@ pub(crate) struct RunState {
 impl RunState {
     /// Appends events to the pending history, serialised at once (nothing else keeps them).
     pub fn record(&mut self, scope: &str, now: DateTime<Utc>, events: Vec<EventKind>) {
-        for event in &events {
-            let id = self.next_event_id;
-            self.next_event_id += 1;
-            let entry = HistoryEventRef {
-                id,
-                timestamp: now,
-                scope,
-                event_type: event.type_name(),
-                event,
-            };
-            if let Err(e) = self.pending.push(&entry) {
-                tracing::error!(error = %e, event = id, "cannot serialise a history event");
-            }
+        let first_id = self.next_event_id;
+        self.next_event_id += events.len() as u64;
+        if let Err(e) = self.pending.push_all(first_id, now, scope, &events) {
+            tracing::error!(error = %e, event = first_id, "cannot serialise a history event");
         }
     }
 

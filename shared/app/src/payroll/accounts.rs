@@ -1,0 +1,403 @@
+//! Account provisioning (SQS): for one employee of a batch, make sure the provider has the
+//! payers of its rows (a corporation and its ACH source account each) and the employee (an
+//! individual and a liability account per loan), then enqueue the employee's payments.
+//!
+//! Each provider object is made once, ever, even with many workers at once:
+//! 1. a claim in the table — the party item is put only if absent (or its claim expired), so
+//!    one worker at a time calls the provider for it; the others wait for its result;
+//! 2. an idempotency key derived from what the object is (`payroll-entity-emp-{id}`), so
+//!    even a worker whose claim expired mid-call, or a crash after the call, gets the same
+//!    object back from the provider instead of a second one.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use chrono::NaiveDate;
+use payops_core::Secret;
+
+use super::layout::{self, PartyKind, attr};
+use super::materialise::{AccountsMessage, PaymentMessage, send_all};
+use super::{Disbursement, PayrollAppError};
+use crate::HandlerError;
+use crate::handler::{BatchFailures, SqsHandler};
+use crate::ports::provider::{
+    AccountDetails, AchAccount, Corporation, CreateAccount, CreateEntity, EntityDetails,
+    IdempotencyKey, Individual, Liability, PostalAddress,
+};
+use crate::ports::{Condition, Item, Key, OutgoingMessage, TableError, UpdateAction, Value};
+
+/// How long a claim keeps other workers off a party (longer than a provider call with its
+/// retries normally takes; after it, another worker may take over, safely, by the key).
+pub const CLAIM_LEASE_MS: i64 = 60_000;
+/// How long a worker waits for another worker's claim before giving the message back.
+pub const CLAIM_WAIT_MS: u64 = 20_000;
+/// Pause between two looks at another worker's claim.
+pub const CLAIM_POLL_MS: u64 = 50;
+/// Messages of one SQS batch handled at once.
+pub const MESSAGE_CONCURRENCY: usize = 10;
+
+const CLAIMED: &str = "CLAIMED";
+const DONE: &str = "DONE";
+
+pub struct AccountsWorker {
+    d: Disbursement,
+}
+
+impl AccountsWorker {
+    pub fn new(d: Disbursement) -> Self {
+        AccountsWorker { d }
+    }
+}
+
+/// What to create at the provider for a party, once its claim is held.
+enum Creation {
+    Entity(CreateEntity),
+    /// An account for the holder entity whose party item is `holder`.
+    Account {
+        holder: Key,
+        make: Box<dyn Fn(crate::ports::provider::EntityId) -> CreateAccount + Send + Sync>,
+    },
+}
+
+fn key(text: String) -> Result<IdempotencyKey, PayrollAppError> {
+    IdempotencyKey::new(text).map_err(PayrollAppError::from)
+}
+
+impl AccountsWorker {
+    async fn handle_message(&self, message: &SqsMessage) -> Result<(), PayrollAppError> {
+        let body = message
+            .body
+            .as_deref()
+            .ok_or_else(|| PayrollAppError::invalid("body", "message has no body"))?;
+        let m: AccountsMessage = serde_json::from_str(body).map_err(|e| {
+            PayrollAppError::invalid("body", format!("not an accounts message: {e}"))
+        })?;
+        self.provision(&m).await
+    }
+
+    /// Provisions one employee (and its rows' payers), then enqueues its payments.
+    pub async fn provision(&self, m: &AccountsMessage) -> Result<(), PayrollAppError> {
+        let p = &self.d.payroll;
+        let employee = p
+            .table
+            .get(&layout::employee_key(&m.batch_id, &m.employee_id))
+            .await?
+            .ok_or_else(|| {
+                PayrollAppError::invalid(
+                    "employee_id",
+                    format!("batch {} has no employee {}", m.batch_id, m.employee_id),
+                )
+            })?;
+        for payer in list_of_strings(&employee, "payers") {
+            self.ensure_payer(&m.batch_id, &payer).await?;
+        }
+        let entity_key = layout::entity_key(PartyKind::Employee, &m.employee_id);
+        let individual = individual_of(&employee)?;
+        self.ensure(
+            &entity_key,
+            Creation::Entity(CreateEntity {
+                idempotency_key: Some(key(format!("payroll-entity-emp-{}", m.employee_id))?),
+                external_id: Some(m.employee_id.clone()),
+                details: EntityDetails::Individual { individual },
+            }),
+        )
+        .await?;
+        let Some(Value::L(loans)) = employee.get("loans") else {
+            return Err(PayrollAppError::Corrupt(format!(
+                "employee {}",
+                m.employee_id
+            )));
+        };
+        for loan in loans {
+            let Value::M(loan) = loan else {
+                return Err(PayrollAppError::Corrupt(format!(
+                    "employee {}",
+                    m.employee_id
+                )));
+            };
+            let text = |name: &str| {
+                loan.get(name)
+                    .and_then(Value::as_s)
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        PayrollAppError::Corrupt(format!("employee {} loan", m.employee_id))
+                    })
+            };
+            let fingerprint = text(attr::LOAN_FINGERPRINT)?;
+            let plaid_id = text(attr::PLAID_ID)?;
+            let number = Secret::new(text(attr::LOAN_ACCOUNT_NUMBER)?);
+            let idem = key(format!(
+                "payroll-account-loan-{}-{fingerprint}",
+                m.employee_id
+            ))?;
+            let external = format!("{}:{fingerprint}", m.employee_id);
+            self.ensure(
+                &layout::party_account_key(PartyKind::Employee, &m.employee_id, &fingerprint),
+                Creation::Account {
+                    holder: entity_key.clone(),
+                    make: Box::new(move |holder_id| CreateAccount {
+                        idempotency_key: Some(idem.clone()),
+                        holder_id,
+                        external_id: Some(external.clone()),
+                        details: AccountDetails::Liability {
+                            liability: Liability {
+                                plaid_id: plaid_id.clone(),
+                                loan_account_number: number.clone(),
+                            },
+                        },
+                    }),
+                },
+            )
+            .await?;
+        }
+        let messages: Vec<OutgoingMessage> = rows_of(&employee)
+            .into_iter()
+            .map(|row| {
+                let m = PaymentMessage {
+                    batch_id: m.batch_id.clone(),
+                    row,
+                };
+                OutgoingMessage::new(serde_json::to_string(&m).unwrap_or_default())
+            })
+            .collect();
+        send_all(p.payments_queue.as_ref(), messages).await?;
+        Ok(())
+    }
+
+    async fn ensure_payer(&self, batch_id: &str, payer_id: &str) -> Result<(), PayrollAppError> {
+        let p = &self.d.payroll;
+        let item = p
+            .table
+            .get(&layout::payer_key(batch_id, payer_id))
+            .await?
+            .ok_or_else(|| {
+                PayrollAppError::Corrupt(format!("batch {batch_id} payer {payer_id}"))
+            })?;
+        let text = |name: &str| {
+            item.s(name)
+                .map(str::to_owned)
+                .ok_or_else(|| PayrollAppError::Corrupt(format!("payer {payer_id}.{name}")))
+        };
+        let fingerprint = text(attr::SOURCE_FINGERPRINT)?;
+        let account_key = layout::party_account_key(PartyKind::Payer, payer_id, &fingerprint);
+        if provider_id_of(p.table.get(&account_key).await?.as_ref()).is_some() {
+            return Ok(());
+        }
+        let entity_key = layout::entity_key(PartyKind::Payer, payer_id);
+        self.ensure(
+            &entity_key,
+            Creation::Entity(CreateEntity {
+                idempotency_key: Some(key(format!("payroll-entity-payer-{payer_id}"))?),
+                external_id: Some(payer_id.to_owned()),
+                details: EntityDetails::Corporation {
+                    corporation: Corporation {
+                        name: text(attr::NAME)?,
+                        dba: text(attr::DBA)?,
+                        ein: text(attr::EIN)?,
+                        address: PostalAddress {
+                            line1: text(attr::LINE1)?,
+                            city: text(attr::CITY)?,
+                            state: text(attr::STATE)?,
+                            zip: text(attr::ZIP)?,
+                        },
+                    },
+                },
+            }),
+        )
+        .await?;
+        let idem = key(format!("payroll-account-ach-{payer_id}-{fingerprint}"))?;
+        let routing = Secret::new(text(attr::ROUTING)?);
+        let number = Secret::new(text(attr::ACCOUNT_NUMBER)?);
+        let external = format!("{payer_id}:{fingerprint}");
+        self.ensure(
+            &account_key,
+            Creation::Account {
+                holder: entity_key,
+                make: Box::new(move |holder_id| CreateAccount {
+                    idempotency_key: Some(idem.clone()),
+                    holder_id,
+                    external_id: Some(external.clone()),
+                    details: AccountDetails::Ach {
+                        ach: AchAccount {
+                            routing_number: routing.clone(),
+                            account_number: number.clone(),
+                        },
+                    },
+                }),
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The provider id stored at `key`, creating the object under a claim if there is none.
+    async fn ensure(&self, key: &Key, creation: Creation) -> Result<String, PayrollAppError> {
+        let p = &self.d.payroll;
+        let mut waited_ms = 0;
+        loop {
+            let current = p.table.get(key).await?;
+            if let Some(id) = provider_id_of(current.as_ref()) {
+                return Ok(id);
+            }
+            let now_ms = p.clock.now().timestamp_millis();
+            let held_until = current
+                .as_ref()
+                .and_then(|i| i.n(attr::CLAIMED_UNTIL_MS))
+                .and_then(|n| i64::try_from(n).ok());
+            let free = held_until.is_none_or(|until| until <= now_ms);
+            if free
+                && self
+                    .claim(key, current.is_some(), held_until, now_ms)
+                    .await?
+            {
+                return self.create(key, &creation).await;
+            }
+            if waited_ms >= CLAIM_WAIT_MS {
+                return Err(PayrollAppError::NotReady(format!(
+                    "{} is being created by another worker",
+                    key.pk
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(CLAIM_POLL_MS)).await;
+            waited_ms += CLAIM_POLL_MS;
+        }
+    }
+
+    /// Takes the claim on `key`: `true` if this worker now holds it.
+    async fn claim(
+        &self,
+        key: &Key,
+        exists: bool,
+        held_until: Option<i64>,
+        now_ms: i64,
+    ) -> Result<bool, PayrollAppError> {
+        let p = &self.d.payroll;
+        let condition = match (exists, held_until) {
+            (false, _) => Condition::ItemNotExists,
+            (true, Some(until)) => Condition::And(vec![
+                Condition::not_exists(attr::PROVIDER_ID),
+                Condition::eq(attr::CLAIMED_UNTIL_MS, until),
+            ]),
+            (true, None) => Condition::And(vec![
+                Condition::not_exists(attr::PROVIDER_ID),
+                Condition::not_exists(attr::CLAIMED_UNTIL_MS),
+            ]),
+        };
+        let item = Item::new(key)
+            .with(attr::CLAIM_STATE, CLAIMED)
+            .with(attr::CLAIMED_UNTIL_MS, now_ms + CLAIM_LEASE_MS);
+        match p.table.put(item, Some(condition)).await {
+            Ok(()) => Ok(true),
+            Err(TableError::ConditionFailed) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn create(&self, key: &Key, creation: &Creation) -> Result<String, PayrollAppError> {
+        let p = &self.d.payroll;
+        let id = match creation {
+            Creation::Entity(request) => self
+                .d
+                .provider
+                .create_entity(request.clone())
+                .await?
+                .id
+                .as_str()
+                .to_owned(),
+            Creation::Account { holder, make } => {
+                let holder_id =
+                    provider_id_of(p.table.get(holder).await?.as_ref()).ok_or_else(|| {
+                        PayrollAppError::NotReady(format!("{} has no entity", holder.pk))
+                    })?;
+                let request = make(crate::ports::provider::EntityId::new(holder_id));
+                self.d
+                    .provider
+                    .create_account(request)
+                    .await?
+                    .id
+                    .as_str()
+                    .to_owned()
+            }
+        };
+        p.table
+            .update(
+                key,
+                vec![
+                    UpdateAction::set(attr::PROVIDER_ID, id.as_str()),
+                    UpdateAction::set(attr::CLAIM_STATE, DONE),
+                    UpdateAction::remove(attr::CLAIMED_UNTIL_MS),
+                ],
+                None,
+            )
+            .await?;
+        Ok(id)
+    }
+}
+
+pub fn provider_id_of(item: Option<&Item>) -> Option<String> {
+    item?.s(attr::PROVIDER_ID).map(str::to_owned)
+}
+
+fn list_of_strings(item: &Item, name: &str) -> Vec<String> {
+    match item.get(name) {
+        Some(Value::L(values)) => values
+            .iter()
+            .filter_map(|v| v.as_s().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn rows_of(item: &Item) -> Vec<u32> {
+    match item.get(attr::ROWS) {
+        Some(Value::L(values)) => values
+            .iter()
+            .filter_map(|v| v.as_n().and_then(|n| u32::try_from(n).ok()))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn individual_of(item: &Item) -> Result<Individual, PayrollAppError> {
+    let id = item.s(attr::EMPLOYEE_ID).unwrap_or("?");
+    let corrupt = || PayrollAppError::Corrupt(format!("employee {id}"));
+    let text = |name: &str| item.s(name).map(str::to_owned).ok_or_else(corrupt);
+    let dob = NaiveDate::parse_from_str(&text(attr::DATE_OF_BIRTH)?, "%Y-%m-%d")
+        .map_err(|_| corrupt())?;
+    Ok(Individual {
+        first_name: Secret::new(text(attr::FIRST_NAME)?),
+        last_name: Secret::new(text(attr::LAST_NAME)?),
+        date_of_birth: Secret::new(dob),
+        phone: Secret::new(text(attr::PHONE)?),
+    })
+}
+
+#[async_trait]
+impl SqsHandler for AccountsWorker {
+    async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, HandlerError> {
+        use futures::StreamExt;
+        let results: Vec<(usize, Result<(), PayrollAppError>)> =
+            futures::stream::iter(0..event.records.len())
+                .map(|i| {
+                    let records = &event.records;
+                    async move { (i, self.handle_message(&records[i]).await) }
+                })
+                .buffer_unordered(MESSAGE_CONCURRENCY)
+                .collect()
+                .await;
+        let mut failures = BatchFailures::default();
+        for (i, result) in results {
+            if let Err(e) = result {
+                let message = &event.records[i];
+                tracing::warn!(
+                    message_id = message.message_id.as_deref().unwrap_or("-"),
+                    error = %e,
+                    "payroll accounts message failed"
+                );
+                failures.add(message);
+            }
+        }
+        failures.into_response()
+    }
+}

@@ -1,0 +1,210 @@
+//! One status move of one payment, atomically with everything that depends on it: the
+//! payment's conditional update (its status must still be what was read), the per-source and
+//! per-branch aggregates (counts and amounts move from the old status to the new), the ledger
+//! transaction the move records (put only if absent), and, for a webhook, the event's marker
+//! (put only if absent, so a redelivered event is recognised). All in one table transaction.
+
+use payops_core::payroll::{PaymentStatus, ledger};
+use rust_decimal::Decimal;
+
+use super::layout::{self, attr};
+use super::{Payroll, PayrollAppError};
+use crate::ports::table::TRANSACTION_WRITES_MAX;
+use crate::ports::{Condition, Item, TableError, UpdateAction, Write};
+
+/// Reads and retries when another writer moved the payment in between.
+pub const MOVE_ATTEMPTS_MAX: usize = 8;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MoveOutcome {
+    Applied {
+        from: PaymentStatus,
+        to: PaymentStatus,
+    },
+    /// The payment is already at or past `to` (a late or repeated report): nothing changed.
+    Stale {
+        current: PaymentStatus,
+    },
+    /// The webhook event was applied before.
+    Duplicate,
+    UnknownPayment,
+}
+
+/// A payment item read back: what a move needs.
+#[derive(Debug, Clone)]
+pub struct PaymentRecord {
+    pub batch_id: String,
+    pub row: u32,
+    pub payment_id: String,
+    pub status: PaymentStatus,
+    pub amount: Decimal,
+    pub source_id: String,
+    pub branch_id: String,
+    pub employee_id: String,
+    pub loan_fingerprint: String,
+    pub source_fingerprint: String,
+    pub provider_payment_id: Option<String>,
+    pub settled_before: bool,
+}
+
+impl PaymentRecord {
+    pub fn from_item(item: &Item) -> Result<PaymentRecord, PayrollAppError> {
+        let id = item.s(attr::PAYMENT_ID).unwrap_or("?").to_owned();
+        let corrupt = || PayrollAppError::Corrupt(format!("payment {id}"));
+        let s = |name: &str| item.s(name).map(str::to_owned).ok_or_else(corrupt);
+        Ok(PaymentRecord {
+            batch_id: s(attr::BATCH_ID)?,
+            row: item
+                .n(attr::ROW)
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(corrupt)?,
+            status: item
+                .s(attr::STATUS)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(corrupt)?,
+            amount: item.n(attr::AMOUNT).ok_or_else(corrupt)?,
+            source_id: s(attr::SOURCE_ID)?,
+            branch_id: s(attr::BRANCH_ID)?,
+            employee_id: s(attr::EMPLOYEE_ID)?,
+            loan_fingerprint: s(attr::LOAN_FINGERPRINT)?,
+            source_fingerprint: s(attr::SOURCE_FINGERPRINT)?,
+            provider_payment_id: item.s(attr::PROVIDER_PAYMENT_ID).map(str::to_owned),
+            settled_before: item
+                .get(attr::SETTLED_BEFORE)
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
+            payment_id: id,
+        })
+    }
+}
+
+pub async fn read_payment(
+    p: &Payroll,
+    batch_id: &str,
+    row: u32,
+) -> Result<Option<PaymentRecord>, PayrollAppError> {
+    match p.table.get(&layout::payment_key(batch_id, row)).await? {
+        Some(item) => PaymentRecord::from_item(&item).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// What else a move records on the payment.
+#[derive(Debug, Clone, Default)]
+pub struct MoveDetails {
+    pub provider_payment_id: Option<String>,
+    pub failure_reason: Option<String>,
+    /// The webhook event that reports the move, for duplicate detection.
+    pub event_id: Option<String>,
+}
+
+/// The writes of one move (pure: tested without a table).
+pub fn move_writes(
+    payment: &PaymentRecord,
+    to: PaymentStatus,
+    details: &MoveDetails,
+    now: &str,
+) -> Result<(Vec<Write>, Option<usize>), PayrollAppError> {
+    let from = payment.status;
+    let batch_id = &payment.batch_id;
+    let mut actions = vec![
+        UpdateAction::set(attr::STATUS, to.as_str()),
+        UpdateAction::set(attr::UPDATED_AT, now),
+    ];
+    if to == PaymentStatus::Settled {
+        actions.push(UpdateAction::set(attr::SETTLED_BEFORE, true));
+    }
+    if let Some(id) = &details.provider_payment_id {
+        actions.push(UpdateAction::set_if_not_exists(
+            attr::PROVIDER_PAYMENT_ID,
+            id.as_str(),
+        ));
+    }
+    if let Some(reason) = &details.failure_reason {
+        actions.push(UpdateAction::set(attr::FAILURE_REASON, reason.as_str()));
+    }
+    let aggregate = |key| Write::Update {
+        key,
+        actions: layout::move_actions(from, to, payment.amount),
+        condition: Some(Condition::ItemExists),
+    };
+    let mut writes = vec![
+        Write::Update {
+            key: layout::payment_key(batch_id, payment.row),
+            actions,
+            condition: Some(Condition::eq(attr::STATUS, from.as_str())),
+        },
+        aggregate(layout::source_key(batch_id, &payment.source_id)),
+        aggregate(layout::branch_key(batch_id, &payment.branch_id)),
+    ];
+    let effective_from = if from == PaymentStatus::Settled || payment.settled_before {
+        PaymentStatus::Settled
+    } else {
+        from
+    };
+    if let Some(tx) = ledger::for_move(
+        &payment.payment_id,
+        &payment.source_id,
+        payment.amount,
+        effective_from,
+        to,
+    )? {
+        let item = layout::ledger_item(batch_id, &tx, now)?;
+        writes.push(Write::Put {
+            item,
+            condition: Some(Condition::ItemNotExists),
+        });
+    }
+    let mut event_index = None;
+    if let Some(event_id) = &details.event_id {
+        event_index = Some(writes.len());
+        writes.push(Write::Put {
+            item: Item::new(&layout::webhook_event_key(event_id))
+                .with(attr::PAYMENT_ID, payment.payment_id.as_str())
+                .with(attr::STATUS, to.as_str())
+                .with(attr::WRITTEN_AT, now),
+            condition: Some(Condition::ItemNotExists),
+        });
+    }
+    debug_assert!(writes.len() <= TRANSACTION_WRITES_MAX);
+    Ok((writes, event_index))
+}
+
+/// Moves the payment to `to` if that is forward, atomically with its aggregates and ledger.
+pub async fn apply(
+    p: &Payroll,
+    batch_id: &str,
+    row: u32,
+    to: PaymentStatus,
+    details: &MoveDetails,
+) -> Result<MoveOutcome, PayrollAppError> {
+    for _ in 0..MOVE_ATTEMPTS_MAX {
+        let Some(payment) = read_payment(p, batch_id, row).await? else {
+            return Ok(MoveOutcome::UnknownPayment);
+        };
+        let from = payment.status;
+        if !from.can_move_to(to) {
+            return Ok(MoveOutcome::Stale { current: from });
+        }
+        let now = layout::time_text(p.clock.now());
+        let (writes, event_index) = move_writes(&payment, to, details, &now)?;
+        match p.table.transact(writes).await {
+            Ok(()) => return Ok(MoveOutcome::Applied { from, to }),
+            Err(e) if event_index.is_some_and(|i| e.failed_condition_at(i)) => {
+                return Ok(MoveOutcome::Duplicate);
+            }
+            // Moved by someone else since the read: read again.
+            Err(e) if e.failed_condition_at(0) || e.is_retryable() => continue,
+            Err(e @ TableError::TransactionCanceled { .. }) => {
+                return Err(PayrollAppError::Corrupt(format!(
+                    "payment {}: move {from} -> {to} refused ({e})",
+                    payment.payment_id
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(PayrollAppError::NotReady(format!(
+        "payment {batch_id}-r{row} kept changing; {MOVE_ATTEMPTS_MAX} attempts"
+    )))
+}

@@ -1,0 +1,299 @@
+//! `payops debts`: debt files offline, and the debt intake's state. `check` runs the transform
+//! and validation a batch would run (for clients and ops), streaming the file; `generate`
+//! writes large realistic files in any shipped format; `formats` lists the formats; `stats`
+//! shows the pipeline's metrics from the embedded store.
+
+use std::error::Error;
+use std::io::{Read, Write as _};
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use clap::Subcommand;
+use payops_core::debts::generate::{self, GenerateOptions};
+use payops_core::debts::{
+    CheckReport, DebtFormat, FileChecker, FileError, FormatError, LineSplitter, bureau_today,
+    builtin, builtin_named, sniff,
+};
+
+/// Bytes read from the file at a time.
+pub const READ_CHUNK_BYTES: usize = 1 << 20;
+/// Lines `generate` writes at most.
+pub const GENERATE_LINES_MAX: u64 = 100_000_000;
+/// Rejections the human-readable `check` lists before "and N more" (`--json` lists all).
+const REJECTIONS_SHOWN_MAX: usize = 50;
+
+#[derive(Subcommand, Debug)]
+pub enum DebtsCommand {
+    /// Parse and validate a debt file as the pipeline would, offline.
+    Check {
+        file: PathBuf,
+        /// A shipped format (see `payops debts formats`) or a format file (.yaml/.json).
+        #[arg(long, default_value = "default")]
+        format: String,
+        /// Print `{"lines", "accepted", "rejected": [{"line", "field", "reason"}]}`.
+        #[arg(long)]
+        json: bool,
+        /// The day missed dates may not be after (default: today in Brasília).
+        #[arg(long)]
+        today: Option<NaiveDate>,
+    },
+    /// Write a realistic debt file (names, valid CPFs, amounts, dates) in a format.
+    Generate {
+        #[arg(long)]
+        lines: u64,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "default")]
+        format: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// One line in N carries a client's mistake (0: none).
+        #[arg(long, default_value_t = 0)]
+        defect_every: u64,
+        /// Prefix of the client references.
+        #[arg(long, default_value = "CT")]
+        reference_prefix: String,
+        #[arg(long)]
+        today: Option<NaiveDate>,
+    },
+    /// List the shipped client formats.
+    Formats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lines processed, rejected and failed per client and batch, and stage durations.
+    Stats {
+        /// Only this client.
+        #[arg(long)]
+        client: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DebtsCliError {
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} cannot be processed: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: FileError,
+    },
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error("--lines must be 1 to {GENERATE_LINES_MAX}")]
+    Lines,
+    #[error("the debts command stopped unexpectedly")]
+    Join(#[source] tokio::task::JoinError),
+}
+
+pub async fn run(cmd: DebtsCommand, data_dir: &Path) -> Result<(), Box<dyn Error + Send + Sync>> {
+    let today_default = || bureau_today(chrono::Utc::now());
+    match cmd {
+        DebtsCommand::Check {
+            file,
+            format,
+            json,
+            today,
+        } => {
+            let today = today.unwrap_or_else(today_default);
+            let report = tokio::task::spawn_blocking(move || {
+                let format = load_format(&format)?;
+                check_file(&file, format, today).map(|r| (r, file))
+            })
+            .await
+            .map_err(DebtsCliError::Join)??;
+            print_check(&report.0, &report.1, json)?;
+        }
+        DebtsCommand::Generate {
+            lines,
+            out,
+            format,
+            seed,
+            defect_every,
+            reference_prefix,
+            today,
+        } => {
+            let options = GenerateOptions {
+                lines,
+                seed,
+                today: today.unwrap_or_else(today_default),
+                defect_every,
+                reference_prefix,
+            };
+            tokio::task::spawn_blocking(move || {
+                let format = load_format(&format)?;
+                write_generated(&options, &format, &out)
+            })
+            .await
+            .map_err(DebtsCliError::Join)??;
+        }
+        DebtsCommand::Formats { json } => print_formats(json)?,
+        DebtsCommand::Stats { client, json } => print_stats(data_dir, client.as_deref(), json).await?,
+    }
+    Ok(())
+}
+
+/// A shipped format by name, or a format file when the name is a path to one.
+pub fn load_format(name: &str) -> Result<DebtFormat, DebtsCliError> {
+    if name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json") {
+        let text = std::fs::read_to_string(name).map_err(|source| DebtsCliError::Read {
+            path: name.into(),
+            source,
+        })?;
+        return Ok(DebtFormat::from_yaml(&text)?);
+    }
+    Ok(builtin_named(name)?)
+}
+
+/// Streams `path` through the checker in chunks: memory stays flat whatever the file size
+/// (besides the rejections and the set of client references).
+pub fn check_file(
+    path: &Path,
+    format: DebtFormat,
+    today: NaiveDate,
+) -> Result<CheckReport, DebtsCliError> {
+    let read_err = |source| DebtsCliError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let file_err = |source| DebtsCliError::File {
+        path: path.to_owned(),
+        source,
+    };
+    let mut input = std::fs::File::open(path).map_err(read_err)?;
+    let mut checker = FileChecker::new(format, today);
+    let mut splitter = LineSplitter::default();
+    let mut buf = vec![0u8; READ_CHUNK_BYTES];
+    let mut first = true;
+    loop {
+        let n = read_full(&mut input, &mut buf).map_err(read_err)?;
+        if first {
+            sniff(&buf[..n]).map_err(file_err)?;
+            first = false;
+        }
+        if n == 0 {
+            break;
+        }
+        splitter
+            .feed(&buf[..n], |line| checker.line(line).map(|_| ()))
+            .map_err(file_err)?;
+    }
+    splitter
+        .finish(|line| checker.line(line).map(|_| ()))
+        .map_err(file_err)?;
+    checker.finish().map_err(file_err)
+}
+
+/// Reads until `buf` is full or the file ends.
+fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+fn print_check(report: &CheckReport, path: &Path, json: bool) -> Result<(), DebtsCliError> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let write_err = |source| DebtsCliError::Write {
+        path: "stdout".into(),
+        source,
+    };
+    if json {
+        serde_json::to_writer(&mut out, report)
+            .map_err(|e| write_err(std::io::Error::other(e)))?;
+        writeln!(out).map_err(write_err)?;
+    } else {
+        writeln!(
+            out,
+            "{}: {} debt lines, {} accepted, {} rejected",
+            path.display(),
+            report.lines,
+            report.accepted,
+            report.rejected_lines()
+        )
+        .map_err(write_err)?;
+        for r in report.rejected.iter().take(REJECTIONS_SHOWN_MAX) {
+            writeln!(out, "  line {:>8}  {:<16}  {}", r.line, r.field, r.reason)
+                .map_err(write_err)?;
+        }
+        if report.rejected.len() > REJECTIONS_SHOWN_MAX {
+            writeln!(
+                out,
+                "  … and {} more (use --json for all)",
+                report.rejected.len() - REJECTIONS_SHOWN_MAX
+            )
+            .map_err(write_err)?;
+        }
+    }
+    out.flush().map_err(write_err)
+}
+
+/// Writes the generated file through a buffer, a line at a time.
+pub fn write_generated(
+    options: &GenerateOptions,
+    format: &DebtFormat,
+    out: &Path,
+) -> Result<(), Box<dyn Error + Send + Sync>> {
+    if options.lines == 0 || options.lines > GENERATE_LINES_MAX {
+        return Err(DebtsCliError::Lines.into());
+    }
+    let write_err = |source| DebtsCliError::Write {
+        path: out.to_owned(),
+        source,
+    };
+    let file = std::fs::File::create(out).map_err(write_err)?;
+    let mut w = std::io::BufWriter::with_capacity(READ_CHUNK_BYTES, file);
+    let mut line = Vec::with_capacity(256);
+    if let Some(h) = generate::header(format) {
+        w.write_all(&h).map_err(write_err)?;
+        w.write_all(b"\n").map_err(write_err)?;
+    }
+    for debt in generate::debts(options, format) {
+        line.clear();
+        generate::write_line(format, &debt, &mut line);
+        line.push(b'\n');
+        w.write_all(&line).map_err(write_err)?;
+    }
+    w.flush().map_err(write_err)?;
+    Ok(())
+}
+
+fn print_formats(json: bool) -> Result<(), Box<dyn Error + Send + Sync>> {
+    let formats = builtin();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&formats)?);
+    } else {
+        for f in formats {
+            println!("{:<16} {}", f.name, f.description);
+        }
+    }
+    Ok(())
+}
+
+async fn print_stats(
+    _data_dir: &Path,
+    _client: Option<&str>,
+    _json: bool,
+) -> Result<(), Box<dyn Error + Send + Sync>> {
+    Err("debts stats: the pipeline's metrics are not wired yet".into())
+}

@@ -1,0 +1,247 @@
+//! Webhook delivery: signed `POST`s of payment events to the configured URL, retried with
+//! backoff until acknowledged (2xx), optionally duplicated and reordered, as real providers do.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use payops_app::ports::provider::{WebhookEvent, headers};
+use payops_core::Secret;
+use payops_core::webhook_signature;
+use serde::{Deserialize, Serialize};
+
+use super::SplitMix;
+use super::state::PPM;
+use crate::client::HttpClient;
+
+/// Attempts per delivery (the first included) before it is dropped and counted.
+pub const WEBHOOK_ATTEMPTS_MAX: u32 = 8;
+/// Retry backoff: base × 2^attempt, capped.
+pub const WEBHOOK_RETRY_BASE_MS: i64 = 250;
+pub const WEBHOOK_RETRY_CAP_MS: i64 = 30_000;
+/// Time allowed for the receiver to answer one delivery.
+pub const WEBHOOK_TIMEOUT_MS: u64 = 5_000;
+/// Most deliveries sent by one `deliver_due` call; the rest wait for the next.
+pub const DELIVERY_BATCH_MAX: usize = 2_048;
+
+/// What the deliveries do besides delivering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookOptions {
+    /// Events delivered twice, in parts per million.
+    pub duplicate_ppm: u64,
+    /// Each delivery is held back a random time up to this, and each batch is shuffled, so
+    /// events of one payment may arrive out of order. 0: in order of the changes.
+    pub reorder_window_ms: i64,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+}
+
+impl Default for WebhookOptions {
+    fn default() -> Self {
+        WebhookOptions {
+            duplicate_ppm: 0,
+            reorder_window_ms: 0,
+            concurrency: 16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Delivery {
+    body: String,
+    attempts: u32,
+}
+
+/// Counters of the deliveries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryStats {
+    pub delivered: u64,
+    pub failed_attempts: u64,
+    pub dropped: u64,
+    pub pending: u64,
+}
+
+/// The queue of deliveries, by due time. Serialisable with the sandbox's state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Outbox {
+    #[serde(with = "due_as_list")]
+    due: BTreeMap<(i64, u64), Delivery>,
+    next_seq: u64,
+    stats: DeliveryStats,
+}
+
+impl Outbox {
+    /// Queues `events` at `now`, each with its duplicates and reordering delays.
+    pub fn enqueue(
+        &mut self,
+        events: &[WebhookEvent],
+        now: DateTime<Utc>,
+        options: &WebhookOptions,
+        rng: &mut SplitMix,
+    ) {
+        for event in events {
+            // An event that does not serialise is a bug in the port types; skip it loudly.
+            let body = match serde_json::to_string(event) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(event = %event.id, error = %e, "webhook event not serialisable");
+                    continue;
+                }
+            };
+            let copies = if rng.next_u64() % PPM < options.duplicate_ppm {
+                2
+            } else {
+                1
+            };
+            for _ in 0..copies {
+                let delay = if options.reorder_window_ms > 0 {
+                    (rng.next_u64() % (options.reorder_window_ms as u64 + 1)) as i64
+                } else {
+                    0
+                };
+                self.push(now.timestamp_millis() + delay, body.clone(), 0);
+            }
+        }
+    }
+
+    fn push(&mut self, due_ms: i64, body: String, attempts: u32) {
+        self.next_seq += 1;
+        self.due
+            .insert((due_ms, self.next_seq), Delivery { body, attempts });
+    }
+
+    /// Takes the deliveries due at `now` (at most [`DELIVERY_BATCH_MAX`]).
+    fn take_due(&mut self, now_ms: i64) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        while out.len() < DELIVERY_BATCH_MAX {
+            match self.due.first_key_value() {
+                Some((&(due, _), _)) if due <= now_ms => {
+                    if let Some((_, d)) = self.due.pop_first() {
+                        out.push(d);
+                    }
+                }
+                _ => break,
+            }
+        }
+        out
+    }
+
+    pub fn stats(&self) -> DeliveryStats {
+        DeliveryStats {
+            pending: self.due.len() as u64,
+            ..self.stats
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.due.is_empty()
+    }
+}
+
+/// JSON maps need string keys: the queue is stored as a list of (due, seq, delivery).
+mod due_as_list {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    type Due = BTreeMap<(i64, u64), Delivery>;
+
+    pub fn serialize<S: Serializer>(due: &Due, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(due.iter().map(|(&(at, seq), d)| (at, seq, d)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Due, D::Error> {
+        let list = Vec::<(i64, u64, Delivery)>::deserialize(d)?;
+        Ok(list
+            .into_iter()
+            .map(|(at, seq, delivery)| ((at, seq), delivery))
+            .collect())
+    }
+}
+
+/// Where and how to deliver.
+#[derive(Clone)]
+pub struct Target {
+    pub url: String,
+    pub secret: Secret<String>,
+}
+
+/// Sends what is due in `outbox` (taken under the caller's lock, sent outside it) and puts
+/// back what failed. Returns how many were acknowledged.
+pub async fn deliver_due(
+    outbox: &std::sync::Mutex<Outbox>,
+    rng: &std::sync::Mutex<SplitMix>,
+    target: &Target,
+    options: &WebhookOptions,
+    client: &HttpClient,
+    now: DateTime<Utc>,
+) -> u64 {
+    use futures::StreamExt;
+
+    let now_ms = now.timestamp_millis();
+    let mut batch = lock(outbox).take_due(now_ms);
+    if batch.is_empty() {
+        return 0;
+    }
+    if options.reorder_window_ms > 0 {
+        shuffle(&mut batch, &mut lock(rng));
+    }
+    let t = now.timestamp();
+    let results: Vec<(Delivery, bool)> = futures::stream::iter(batch)
+        .map(|d| async move {
+            let ok = send(client, target, t, &d.body).await;
+            (d, ok)
+        })
+        .buffered(options.concurrency.max(1))
+        .collect()
+        .await;
+    let mut delivered = 0;
+    let mut outbox = lock(outbox);
+    for (d, ok) in results {
+        if ok {
+            delivered += 1;
+            outbox.stats.delivered += 1;
+            continue;
+        }
+        outbox.stats.failed_attempts += 1;
+        let attempts = d.attempts + 1;
+        if attempts >= WEBHOOK_ATTEMPTS_MAX {
+            outbox.stats.dropped += 1;
+            tracing::warn!(attempts, "webhook delivery dropped after its last attempt");
+        } else {
+            let backoff = (WEBHOOK_RETRY_BASE_MS << attempts.min(20)).min(WEBHOOK_RETRY_CAP_MS);
+            outbox.push(now_ms + backoff, d.body, attempts);
+        }
+    }
+    delivered
+}
+
+async fn send(client: &HttpClient, target: &Target, t: i64, body: &str) -> bool {
+    let signature = webhook_signature::sign(target.secret.expose().as_bytes(), t, body.as_bytes());
+    let signature_header = [(headers::SIGNATURE, signature.as_str())];
+    let request = client.post_json(&target.url, &signature_header, Bytes::from(body.to_owned()));
+    match tokio::time::timeout(Duration::from_millis(WEBHOOK_TIMEOUT_MS), request).await {
+        Ok(Ok(r)) if (200..300).contains(&r.status) => true,
+        Ok(Ok(r)) => {
+            tracing::debug!(status = r.status, "webhook not acknowledged");
+            false
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "webhook not delivered");
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+fn shuffle<T>(items: &mut [T], rng: &mut SplitMix) {
+    for i in (1..items.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock means a panic elsewhere; the data is still consistent for our use.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,790 @@
+//! The payroll disbursement flow on the real local adapters (SQLite table and queues, the
+//! directory bucket, the local Step Functions running statemachines/payroll-batch.asl.json),
+//! with an in-memory payment provider that is idempotent by key as the real one is:
+//! upload of the real sample, duplicate file, a file with errors, double approval, accounts
+//! and payments at the provider, signed webhooks (duplicate, reordered, unknown), a crash
+//! between the provider call and the status update, a poison message reaching the
+//! dead-letter queue, reports, ledger and the nightly consistency check.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use axum::body::Body;
+use chrono::{DateTime, Duration, Utc};
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use payops_app::handler::{EventHandler, SqsHandler};
+use payops_app::payroll::{
+    self, AccountsWorker, ConsistencyCheck, Disbursement, PaymentsWorker, Payroll, layout,
+};
+use payops_app::ports::provider::{
+    Account, AccountId, CreateAccount, CreateEntity, CreatePayment, Entity, EntityId, EventId,
+    ListPayments, Payment, PaymentId, PaymentPage, PaymentProvider, PaymentStatus as Wire,
+    ProviderError, WebhookEvent,
+};
+use payops_app::ports::{Blobs, Clock, ManualClock, Queue, Table};
+use payops_core::payroll::ledger;
+use payops_local::runtime::System;
+use payops_local::runtime::poller::sqs_event;
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/fixtures/payroll/payroll-426-rows.xml"
+);
+const SAMPLE_ROWS: usize = 426;
+
+// ---------------------------------------------------------------------------------------
+// An in-memory provider, idempotent by key like the real API.
+
+#[derive(Default)]
+struct FakeProvider {
+    entities: Mutex<HashMap<String, Entity>>,
+    accounts: Mutex<HashMap<String, Account>>,
+    payments: Mutex<HashMap<String, Payment>>,
+    creates: AtomicU64,
+    /// The next payment call succeeds at the provider but its answer is lost.
+    lose_next_answer: AtomicBool,
+}
+
+fn t0() -> DateTime<Utc> {
+    "2026-11-22T09:00:00Z".parse().unwrap()
+}
+
+#[async_trait]
+impl PaymentProvider for FakeProvider {
+    async fn create_entity(&self, r: CreateEntity) -> Result<Entity, ProviderError> {
+        let key = r.idempotency_key.unwrap().as_str().to_owned();
+        let mut m = self.entities.lock().unwrap();
+        let n = m.len();
+        Ok(m.entry(key)
+            .or_insert_with(|| {
+                self.creates.fetch_add(1, Ordering::SeqCst);
+                Entity {
+                    id: EntityId::new(format!("ent_{n}")),
+                    kind: r.details.kind(),
+                    external_id: r.external_id.clone(),
+                    created_at: t0(),
+                }
+            })
+            .clone())
+    }
+    async fn create_account(&self, r: CreateAccount) -> Result<Account, ProviderError> {
+        let key = r.idempotency_key.unwrap().as_str().to_owned();
+        let mut m = self.accounts.lock().unwrap();
+        let n = m.len();
+        Ok(m.entry(key)
+            .or_insert_with(|| {
+                self.creates.fetch_add(1, Ordering::SeqCst);
+                Account {
+                    id: AccountId::new(format!("acc_{n}")),
+                    holder_id: r.holder_id.clone(),
+                    kind: r.details.kind(),
+                    external_id: r.external_id.clone(),
+                    mask: "1234".into(),
+                    created_at: t0(),
+                }
+            })
+            .clone())
+    }
+    async fn create_payment(&self, r: CreatePayment) -> Result<Payment, ProviderError> {
+        let payment = {
+            let mut m = self.payments.lock().unwrap();
+            let n = m.len();
+            m.entry(r.idempotency_key.as_str().to_owned())
+                .or_insert_with(|| Payment {
+                    id: PaymentId::new(format!("pay_{n}")),
+                    source_id: r.source_id.clone(),
+                    destination_id: r.destination_id.clone(),
+                    amount: r.amount,
+                    status: Wire::Pending,
+                    external_id: r.external_id.clone(),
+                    description: r.description.clone(),
+                    failure_reason: None,
+                    created_at: t0(),
+                    updated_at: t0(),
+                })
+                .clone()
+        };
+        if self.lose_next_answer.swap(false, Ordering::SeqCst) {
+            return Err(ProviderError::transient(
+                "connection reset after the request",
+            ));
+        }
+        Ok(payment)
+    }
+    async fn get_payment(&self, id: &PaymentId) -> Result<Payment, ProviderError> {
+        self.payments
+            .lock()
+            .unwrap()
+            .values()
+            .find(|p| &p.id == id)
+            .cloned()
+            .ok_or_else(|| ProviderError::NotFound(id.to_string()))
+    }
+    async fn list_payments(&self, _: ListPayments) -> Result<PaymentPage, ProviderError> {
+        Ok(PaymentPage {
+            payments: self.payments.lock().unwrap().values().cloned().collect(),
+            next_cursor: None,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The fixture: the runtime's system on a temporary store, the flow's handlers on it.
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    system: Arc<System>,
+    clock: Arc<ManualClock>,
+    payroll: Payroll,
+    provider: Arc<FakeProvider>,
+    accounts: AccountsWorker,
+    payments: PaymentsWorker,
+    api: axum::Router,
+    webhooks: axum::Router,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(t0()));
+    let (system, _workers) = System::build(dir.path(), clock.clone()).unwrap();
+    let payroll = Payroll::from_resources(system.env.as_ref()).unwrap();
+    let provider = Arc::new(FakeProvider::default());
+    let d = Disbursement {
+        payroll: payroll.clone(),
+        provider: provider.clone(),
+    };
+    Fixture {
+        _dir: dir,
+        system: Arc::new(system),
+        clock,
+        api: payroll::router(payroll.clone()),
+        webhooks: payroll::webhook_router(payroll.clone()),
+        accounts: AccountsWorker::new(d.clone()),
+        payments: PaymentsWorker::new(d),
+        payroll,
+        provider,
+    }
+}
+
+async fn call(router: &axum::Router, request: Request<Body>) -> (StatusCode, Value) {
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, value)
+}
+
+async fn upload(f: &Fixture, body: Vec<u8>) -> (StatusCode, Value) {
+    call(
+        &f.api,
+        Request::post("/payroll/batches?name=payroll.xml")
+            .header("content-type", "application/xml")
+            .body(Body::from(body))
+            .unwrap(),
+    )
+    .await
+}
+
+async fn approve(f: &Fixture, id: &str, body: Value) -> (StatusCode, Value) {
+    call(
+        &f.api,
+        Request::post(format!("/payroll/batches/{id}/approve"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap(),
+    )
+    .await
+}
+
+async fn get(f: &Fixture, uri: &str) -> (StatusCode, Value) {
+    call(&f.api, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+fn sample() -> Vec<u8> {
+    std::fs::read(FIXTURE).expect("the real payroll sample")
+}
+
+/// The batch's execution id (starting again with the same name and input returns it).
+async fn execution(f: &Fixture, batch_id: &str) -> String {
+    f.system
+        .executor
+        .start(
+            payroll::STATE_MACHINE_LOGICAL_ID,
+            batch_id,
+            json!({ "batch_id": batch_id }),
+        )
+        .await
+        .unwrap()
+}
+
+/// Receives and handles every visible message of a queue, as the runtime's poller does,
+/// until none is visible. Returns how many deliveries failed.
+async fn drain(f: &Fixture, queue: &str, handler: &dyn SqsHandler) -> usize {
+    let q = f.system.env.local_queue(queue).unwrap();
+    let mut failed = 0;
+    loop {
+        let messages = q
+            .receive(payops_app::ports::ReceiveOptions::default())
+            .await
+            .unwrap();
+        if messages.is_empty() {
+            return failed;
+        }
+        let event = sqs_event(q.as_ref(), &messages).unwrap();
+        let response = handler.handle(event).await.unwrap();
+        let failures: Vec<String> = response
+            .batch_item_failures
+            .into_iter()
+            .map(|f| f.item_identifier)
+            .collect();
+        failed += failures.len();
+        for m in messages
+            .iter()
+            .filter(|m| !failures.contains(&m.message_id))
+        {
+            q.delete(&m.receipt_handle).await.unwrap();
+        }
+    }
+}
+
+/// Uploads the sample, approves it, waits for the payments to be written, and runs the
+/// accounts and payments workers until both queues are empty.
+async fn approved_and_sent(f: &Fixture) -> String {
+    let (status, up) = upload(f, sample()).await;
+    assert_eq!(status, StatusCode::CREATED, "{up}");
+    let id = up["batch_id"].as_str().unwrap().to_owned();
+    let exec = execution(f, &id).await;
+    f.system.executor.wait_settled(&exec).await;
+    let (status, ok) = approve(f, &id, json!({"approved_by": "hr@example.com"})).await;
+    assert_eq!(status, StatusCode::OK, "{ok}");
+    f.system.executor.wait_settled(&exec).await;
+    assert_eq!(drain(f, "PayrollAccountsQueue", &f.accounts).await, 0);
+    assert_eq!(drain(f, "PayrollPaymentsQueue", &f.payments).await, 0);
+    id
+}
+
+fn sign(body: &[u8], now: DateTime<Utc>) -> String {
+    let secret = payops_local::env::DEV_WEBHOOK_SECRET.as_bytes();
+    payops_core::webhook_signature::sign(secret, now.timestamp(), body)
+}
+
+async fn webhook(
+    f: &Fixture,
+    event_id: &str,
+    payment: &Payment,
+    status: Wire,
+) -> (StatusCode, Value) {
+    let mut data = payment.clone();
+    data.status = status;
+    let event = WebhookEvent {
+        id: EventId::new(event_id),
+        kind: "payment.updated".into(),
+        created_at: f.clock.now(),
+        data,
+    };
+    let body = serde_json::to_vec(&event).unwrap();
+    let signature = sign(&body, f.clock.now());
+    call(
+        &f.webhooks,
+        Request::post(payroll::WEBHOOK_PATH)
+            .header(payops_core::webhook_signature::SIGNATURE_HEADER, signature)
+            .body(Body::from(body))
+            .unwrap(),
+    )
+    .await
+}
+
+fn provider_payments(f: &Fixture) -> Vec<Payment> {
+    let mut v: Vec<Payment> = f
+        .provider
+        .payments
+        .lock()
+        .unwrap()
+        .values()
+        .cloned()
+        .collect();
+    v.sort_by(|a, b| a.external_id.cmp(&b.external_id));
+    v
+}
+
+async fn check(f: &Fixture) -> Value {
+    let event: aws_lambda_events::event::eventbridge::EventBridgeEvent<Value> =
+        serde_json::from_value(json!({
+            "version": "0", "id": "1", "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "000000000000", "time": "2026-11-23T04:00:00Z", "region": "local",
+            "resources": [], "detail": {}
+        }))
+        .unwrap();
+    ConsistencyCheck::new(f.payroll.clone())
+        .handle(event)
+        .await
+        .unwrap()
+}
+
+fn dec(v: &Value) -> Decimal {
+    v.as_str().unwrap().parse().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_real_sample_uploads_with_its_summary_and_a_second_upload_is_a_duplicate() {
+    let f = fixture();
+    let (status, first) = upload(&f, sample()).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert_eq!(first["status"], "AWAITING_APPROVAL");
+    assert_eq!(first["rows"], 426);
+    assert_eq!(first["error_count"], 0);
+    assert!(
+        first["warning_count"].as_u64().unwrap() > 0,
+        "8-digit EINs warn"
+    );
+    assert_eq!(first["summary"]["by_source"].as_array().unwrap().len(), 5);
+    assert_eq!(first["summary"]["by_branch"].as_array().unwrap().len(), 30);
+    assert!(first["duplicate_of"].is_null());
+    let by_source: Decimal = first["summary"]["by_source"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| dec(&s["total"]))
+        .sum();
+    assert_eq!(by_source, dec(&first["total"]));
+    let id = first["batch_id"].as_str().unwrap();
+
+    let (status, second) = upload(&f, sample()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(second["duplicate_of"], json!(id));
+    let dup = second["batch_id"].as_str().unwrap();
+    assert_ne!(dup, id);
+    // Paying the same file twice needs an explicit decision.
+    let (status, refused) = approve(&f, dup, json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("allow_duplicate")
+    );
+
+    let (status, list) = get(&f, "/payroll/batches").await;
+    assert_eq!(status, StatusCode::OK);
+    let listed: Vec<&str> = list["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["batch_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.contains(&id) && listed.contains(&dup));
+
+    let (status, shown) = get(&f, &format!("/payroll/batches/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(shown["summary"]["by_branch"].as_array().unwrap().len(), 30);
+    let (status, _) = get(&f, "/payroll/batches/bnope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_file_with_errors_lists_every_bad_row_and_cannot_be_approved() {
+    let f = fixture();
+    let xml = String::from_utf8(sample()).unwrap();
+    // Row 1's amount becomes negative; row 2 loses its routing checksum.
+    let bad =
+        xml.replacen("<Amount>$", "<Amount>-$", 1)
+            .replacen("<ABARouting>", "<ABARouting>9", 1);
+    let (status, up) = upload(&f, bad.into_bytes()).await;
+    assert_eq!(status, StatusCode::CREATED, "{up}");
+    assert_eq!(up["status"], "INVALID");
+    let errors = up["summary"]["errors"].as_array().unwrap();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["row"] == 1 && e["field"] == "Amount"),
+        "{errors:?}"
+    );
+    assert!(errors.iter().all(|e| e["reason"].as_str().is_some()));
+    let id = up["batch_id"].as_str().unwrap();
+    let (status, refused) = approve(&f, id, json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+
+    let (status, not_xml) = upload(&f, b"this is not xml".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{not_xml}");
+    assert_eq!(not_xml["field"], "file");
+}
+
+#[tokio::test]
+async fn double_approval_approves_once_and_the_batch_settles_with_reports_and_a_balanced_ledger() {
+    let f = fixture();
+    let (_, up) = upload(&f, sample()).await;
+    let id = up["batch_id"].as_str().unwrap().to_owned();
+    let exec = execution(&f, &id).await;
+    f.system.executor.wait_settled(&exec).await;
+
+    // A double click: two approvals at once; one approves, the other is told it was.
+    let (a, b) = tokio::join!(approve(&f, &id, json!({})), approve(&f, &id, json!({})));
+    assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK), "{a:?} {b:?}");
+    let firsts = [&a.1, &b.1]
+        .iter()
+        .filter(|o| o["already_approved"] == false)
+        .count();
+    assert_eq!(firsts, 1, "{a:?} {b:?}");
+    let winner = if a.1["already_approved"] == false {
+        &a.1
+    } else {
+        &b.1
+    };
+    assert!(winner["estimate"]["payments"].as_u64() == Some(426));
+    f.system.executor.wait_settled(&exec).await;
+    let (_, again) = approve(&f, &id, json!({})).await;
+    assert_eq!(again["already_approved"], true);
+
+    // Every payment is written UNPROCESSED, with its obligation in the ledger.
+    let (_, shown) = get(&f, &format!("/payroll/batches/{id}")).await;
+    assert_eq!(shown["status"], "PROCESSING", "{shown}");
+    assert_eq!(shown["progress"]["payments"], 426);
+    assert_eq!(shown["progress"]["counts"]["unprocessed"], 426);
+    assert_eq!(dec(&shown["progress"]["owed_total"]), dec(&up["total"]));
+
+    // Provisioning: 5 payers and every distinct employee, each once (entity + account).
+    assert_eq!(drain(&f, "PayrollAccountsQueue", &f.accounts).await, 0);
+    let employees = f.provider.entities.lock().unwrap().len() - 5;
+    assert!(
+        employees < 426,
+        "an employee with two rows is provisioned once"
+    );
+    assert_eq!(f.provider.accounts.lock().unwrap().len(), employees + 5);
+    assert_eq!(drain(&f, "PayrollPaymentsQueue", &f.payments).await, 0);
+    let sent = provider_payments(&f);
+    assert_eq!(sent.len(), 426);
+    // Redelivering every message changes nothing at the provider.
+    let q = f.system.env.local_queue("PayrollAccountsQueue").unwrap();
+    payroll::materialise::enqueue_employees(&f.payroll, &id, ["x"].into_iter())
+        .await
+        .unwrap();
+    drain(&f, "PayrollAccountsQueue", &f.accounts).await;
+    assert_eq!(q.approximate_depth().await.unwrap(), 0);
+    assert_eq!(provider_payments(&f).len(), 426);
+
+    // The provider settles every payment (in-between reports for some).
+    for (i, p) in sent.iter().enumerate() {
+        if i % 3 == 0 {
+            assert_eq!(
+                webhook(&f, &format!("evt_s{i}"), p, Wire::Sent).await.0,
+                StatusCode::OK
+            );
+        }
+        let (status, answer) = webhook(&f, &format!("evt_{i}"), p, Wire::Settled).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(answer["outcome"], "applied");
+    }
+    f.clock.advance(Duration::seconds(61));
+    f.system.executor.fire_due_timers();
+    let record = f.system.executor.wait_finished(&exec).await.unwrap();
+    assert_eq!(
+        record.status,
+        payops_local::workflows::ExecutionStatus::Succeeded,
+        "{record:?}"
+    );
+
+    let (_, done) = get(&f, &format!("/payroll/batches/{id}")).await;
+    assert_eq!(done["status"], "COMPLETED");
+    assert_eq!(done["progress"]["paid_count"], 426);
+    assert_eq!(dec(&done["progress"]["paid_total"]), dec(&up["total"]));
+
+    // Reports in S3 add up to the file.
+    let blobs = f.payroll.blobs.clone();
+    let sources = blobs
+        .get(&format!("payroll/batches/{id}/reports/sources.csv"))
+        .await
+        .unwrap()
+        .expect("sources report");
+    let text = String::from_utf8(sources.body.to_vec()).unwrap();
+    let mut paid = Decimal::ZERO;
+    let mut count = 0u64;
+    for line in text.lines().skip(1) {
+        // Ids have no commas, so the CSV splits plainly.
+        let rec: Vec<&str> = line.split(',').collect();
+        count += rec[1].parse::<u64>().unwrap();
+        paid += rec[4].parse::<Decimal>().unwrap();
+        assert_eq!(rec[2], rec[4], "owed = paid for each source");
+    }
+    assert_eq!((count, paid), (426, dec(&up["total"])));
+    let payments = blobs
+        .get(&format!("payroll/batches/{id}/reports/payments.csv"))
+        .await
+        .unwrap()
+        .unwrap();
+    let lines = payments
+        .body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
+    assert_eq!(lines, 427);
+    assert!(!String::from_utf8_lossy(&payments.body).contains("UNPROCESSED"));
+    let (status, branches) = get(&f, &format!("/payroll/batches/{id}/reports/branches.csv")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(branches.as_str().unwrap().lines().count(), 31);
+
+    // The ledger balances: every transaction sums to zero, nothing is owed, cash went out.
+    let page = f
+        .payroll
+        .table
+        .query(payops_app::ports::Query::partition(
+            layout::ledger_partition(&id),
+        ))
+        .await
+        .unwrap();
+    let txs: Vec<_> = page
+        .items
+        .iter()
+        .map(|i| layout::ledger_from_item(i).unwrap())
+        .collect();
+    assert_eq!(txs.len(), 2 * 426);
+    assert!(txs.iter().all(|t| t.check().is_ok()));
+    let balances = ledger::balances(txs.iter());
+    assert!(
+        balances.keys().all(|k| !k.starts_with("payable:")),
+        "{balances:?}"
+    );
+    let cash: Decimal = balances
+        .iter()
+        .filter(|(k, _)| k.starts_with("cash:"))
+        .map(|(_, v)| *v)
+        .sum();
+    assert_eq!(-cash, dec(&up["total"]));
+    let report = check(&f).await;
+    assert_eq!(report["difference_count"], 0, "{report}");
+}
+
+#[tokio::test]
+async fn a_crash_between_the_provider_call_and_the_status_update_does_not_pay_twice() {
+    let f = fixture();
+    let (_, up) = upload(&f, sample()).await;
+    let id = up["batch_id"].as_str().unwrap().to_owned();
+    let exec = execution(&f, &id).await;
+    f.system.executor.wait_settled(&exec).await;
+    approve(&f, &id, json!({})).await;
+    f.system.executor.wait_settled(&exec).await;
+    drain(&f, "PayrollAccountsQueue", &f.accounts).await;
+    // The first payment call reaches the provider, then the answer is lost.
+    f.provider.lose_next_answer.store(true, Ordering::SeqCst);
+    let msg = payroll::materialise::PaymentMessage {
+        batch_id: id.clone(),
+        row: 1,
+    };
+    let first = f.payments.execute(&msg).await;
+    assert!(first.is_err(), "the lost answer fails the message");
+    assert_eq!(
+        provider_payments(&f).len(),
+        1,
+        "but the provider has the payment"
+    );
+    let row1 = payroll::transitions::read_payment(&f.payroll, &id, 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        row1.status,
+        payops_core::payroll::PaymentStatus::Unprocessed
+    );
+    // The retry (same idempotency key) gets the same payment back and records it.
+    let again = f.payments.execute(&msg).await.unwrap();
+    assert!(
+        matches!(again, payroll::payments::Executed::Created { .. }),
+        "{again:?}"
+    );
+    assert_eq!(provider_payments(&f).len(), 1);
+    let row1 = payroll::transitions::read_payment(&f.payroll, &id, 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row1.status, payops_core::payroll::PaymentStatus::Processing);
+    assert_eq!(row1.provider_payment_id.as_deref(), Some("pay_0"));
+    // A third delivery of the same message does nothing.
+    assert_eq!(
+        f.payments.execute(&msg).await.unwrap(),
+        payroll::payments::Executed::AlreadyDone
+    );
+    drain(&f, "PayrollPaymentsQueue", &f.payments).await;
+    assert_eq!(provider_payments(&f).len(), 426);
+    let report = check(&f).await;
+    assert_eq!(report["difference_count"], 0, "{report}");
+}
+
+#[tokio::test]
+async fn duplicate_reordered_unknown_and_unsigned_webhooks() {
+    let f = fixture();
+    let id = approved_and_sent(&f).await;
+    let p = provider_payments(&f).into_iter().next().unwrap();
+    let row_of = |p: &Payment| {
+        layout::parse_payment_id(p.external_id.as_deref().unwrap())
+            .unwrap()
+            .1
+    };
+
+    assert_eq!(
+        webhook(&f, "evt_a", &p, Wire::Settled).await.1["outcome"],
+        "applied"
+    );
+    // The same event again: recognised and ignored.
+    assert_eq!(
+        webhook(&f, "evt_a", &p, Wire::Settled).await.1["outcome"],
+        "duplicate"
+    );
+    // A late `processing` after `settled`: nothing moves backwards.
+    assert_eq!(
+        webhook(&f, "evt_b", &p, Wire::Processing).await.1["outcome"],
+        "stale"
+    );
+    let rec = payroll::transitions::read_payment(&f.payroll, &id, row_of(&p))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.status, payops_core::payroll::PaymentStatus::Settled);
+    // Settled, then reversed: the refund balances the ledger back to nothing for it.
+    assert_eq!(
+        webhook(&f, "evt_c", &p, Wire::Reversed).await.1["outcome"],
+        "applied"
+    );
+    // A payment we do not know: 200, logged.
+    let mut stranger = p.clone();
+    stranger.external_id = Some("someone-else".into());
+    let (status, answer) = webhook(&f, "evt_d", &stranger, Wire::Settled).await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (StatusCode::OK, Some("unknown_payment"))
+    );
+    let mut gone = p.clone();
+    gone.external_id = Some(layout::payment_id(&id, 99_999));
+    assert_eq!(
+        webhook(&f, "evt_e", &gone, Wire::Settled).await.1["outcome"],
+        "unknown_payment"
+    );
+    // Unsigned or badly signed: 401, nothing applied.
+    let (status, _) = call(
+        &f.webhooks,
+        Request::post(payroll::WEBHOOK_PATH)
+            .body(Body::from("{}"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Reordered for another payment: settled first, then pending, processing and sent late.
+    let q = provider_payments(&f).into_iter().nth(1).unwrap();
+    assert_eq!(
+        webhook(&f, "evt_f1", &q, Wire::Settled).await.1["outcome"],
+        "applied"
+    );
+    for (n, s) in [Wire::Pending, Wire::Processing, Wire::Sent]
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(
+            webhook(&f, &format!("evt_f2{n}"), &q, s).await.1["outcome"],
+            "stale"
+        );
+    }
+    let (_, shown) = get(&f, &format!("/payroll/batches/{id}")).await;
+    assert_eq!(shown["progress"]["counts"]["settled"], 1, "{shown}");
+    assert_eq!(shown["progress"]["counts"]["reversed"], 1);
+    assert_eq!(shown["progress"]["counts"]["processing"], 424);
+    let report = check(&f).await;
+    assert_eq!(report["difference_count"], 0, "{report}");
+}
+
+#[tokio::test]
+async fn a_poison_message_reaches_the_dead_letter_queue_and_can_be_redriven() {
+    let f = fixture();
+    let q = f.system.env.local_queue("PayrollPaymentsQueue").unwrap();
+    q.send_batch(vec![payops_app::ports::OutgoingMessage::new("{not json")])
+        .await
+        .unwrap();
+    let max_receives = f
+        .system
+        .env
+        .template
+        .queues
+        .iter()
+        .find(|s| s.logical_id == "PayrollPaymentsQueue")
+        .and_then(|s| s.dead_letter.clone())
+        .unwrap();
+    assert_eq!(max_receives.0, "PayrollPaymentsDeadLetterQueue");
+    let mut failures = 0;
+    for _ in 0..max_receives.1 + 1 {
+        failures += drain(&f, "PayrollPaymentsQueue", &f.payments).await;
+        // Past the visibility timeout, the message is visible again (or dead-lettered).
+        f.clock.advance(Duration::seconds(3600));
+    }
+    assert_eq!(failures, max_receives.1 as usize);
+    assert_eq!(q.approximate_depth().await.unwrap(), 0);
+    let dlq = f
+        .system
+        .env
+        .local_queue("PayrollPaymentsDeadLetterQueue")
+        .unwrap();
+    let dead = dlq.peek(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body, "{not json");
+    assert_eq!(dlq.redrive_all(&q).await.unwrap(), 1);
+    assert_eq!(q.approximate_depth().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn the_consistency_check_reports_differences_without_overwriting_and_re_enqueues_stuck_payments()
+ {
+    let f = fixture();
+    let (_, up) = upload(&f, sample()).await;
+    let id = up["batch_id"].as_str().unwrap().to_owned();
+    let exec = execution(&f, &id).await;
+    f.system.executor.wait_settled(&exec).await;
+    approve(&f, &id, json!({})).await;
+    f.system.executor.wait_settled(&exec).await;
+    // The accounts messages are lost (say, purged by mistake): payments stay UNPROCESSED.
+    let accounts = f.system.env.local_queue("PayrollAccountsQueue").unwrap();
+    while let Ok(ms) = accounts.receive(Default::default()).await {
+        if ms.is_empty() {
+            break;
+        }
+        for m in ms {
+            accounts.delete(&m.receipt_handle).await.unwrap();
+        }
+    }
+    // Someone edits an aggregate by hand.
+    let first_source = up["summary"]["by_source"][0]["source_id"].as_str().unwrap();
+    let key = layout::source_key(&id, first_source);
+    f.payroll
+        .table
+        .update(
+            &key,
+            vec![payops_app::ports::UpdateAction::add(
+                "owed_count",
+                Decimal::ONE,
+            )],
+            None,
+        )
+        .await
+        .unwrap();
+    // The nightly run is a day later: every payment is stuck.
+    f.clock.advance(Duration::hours(20));
+    let report = check(&f).await;
+    assert_eq!(report["difference_count"], 1, "{report}");
+    assert_eq!(report["differences"][0]["kind"], "aggregate");
+    assert_eq!(report["re_enqueued_payments"], SAMPLE_ROWS);
+    // Reported, not overwritten.
+    let stored = f.payroll.table.get(&key).await.unwrap().unwrap();
+    let expected: u64 = up["summary"]["by_source"][0]["count"].as_u64().unwrap() + 1;
+    assert_eq!(stored.n("owed_count"), Some(Decimal::from(expected)));
+    // The re-enqueued work pays everything.
+    assert!(accounts.approximate_depth().await.unwrap() > 0);
+    drain(&f, "PayrollAccountsQueue", &f.accounts).await;
+    drain(&f, "PayrollPaymentsQueue", &f.payments).await;
+    assert_eq!(provider_payments(&f).len(), SAMPLE_ROWS);
+}
