@@ -15,6 +15,8 @@ step "Debian packages"
 need=()
 command -v mold >/dev/null || need+=(mold)
 command -v node >/dev/null || need+=(nodejs npm)
+# Headless browser for the ops page tests (tests/browser/, driven by playwright-core).
+command -v chromium >/dev/null || need+=(chromium)
 if ((${#need[@]})); then
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need[@]}" >/dev/null
@@ -26,7 +28,7 @@ if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 export PAYOPS_MOTO_SERVER="$root/.venv/bin/moto_server"
 
 step "npm tools (asl-validator)"
-if [ ! -x node_modules/.bin/asl-validator ]; then npm ci --no-audit --no-fund --silent; fi
+if [ ! -x node_modules/.bin/asl-validator ] || [ ! -d node_modules/playwright-core ]; then npm ci --no-audit --no-fund --silent; fi
 
 step "Lint: template.yaml (cfn-lint) and statemachines/ (asl-validator)"
 .venv/bin/cfn-lint template.yaml
@@ -47,6 +49,11 @@ cargo fmt --all -- --check
 # features unified.
 step "cargo test --workspace"
 cargo test --workspace --locked --no-fail-fast
+
+# After `cargo test`, which built target/debug/payops: the ops web page in headless Chromium
+# (Debian's, never a downloaded browser), each test starting its own `payops up` on 127.0.0.1.
+step "browser tests (node --test tests/browser/)"
+node --test tests/browser/
 
 step "cargo clippy -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings

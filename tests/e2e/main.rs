@@ -3,4 +3,6 @@
 
 mod accounts;
 mod demo;
+mod loans;
 mod payment_events;
+mod payroll;

@@ -32,6 +32,16 @@ type Builder = fn(&dyn Resources) -> Result<Function, ResourceError>;
 
 /// Every function, by name.
 pub const FUNCTIONS: &[(&str, Builder)] = &[
+    ("recon-stream", |r| {
+        Ok(Function::Sqs(Arc::new(
+            crate::recon::Recon::from_resources(r)?.stream_processor(),
+        )))
+    }),
+    ("recon-daily", |r| {
+        Ok(Function::Task(Arc::new(
+            crate::recon::Recon::from_resources(r)?.daily_batch(),
+        )))
+    }),
     ("debts-api", |r| {
         Ok(Function::Http(crate::debts::router(
             crate::debts::Debts::from_resources(r)?,

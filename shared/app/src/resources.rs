@@ -79,7 +79,23 @@ pub const DEBTS_TABLE: TableDef = TableDef {
     indexes: &["gsi1"],
 };
 
-pub const TABLES: &[TableDef] = &[PAYMENT_EVENTS_TABLE, ACCOUNTS_TABLE, LOANS_TABLE, PAYROLL_TABLE, DEBTS_TABLE];
+/// Reconciliation's streaming index (issue 6): one item per transaction,
+/// `TX#{transaction_id}` / `STATE`, with its latest status by event time, fraud score and
+/// policy flags. Key design in `recon::stream`.
+pub const RECON_TABLE: TableDef = TableDef {
+    logical_id: "ReconTable",
+    env_var: "RECON_TABLE",
+    indexes: &[],
+};
+
+pub const TABLES: &[TableDef] = &[
+    PAYMENT_EVENTS_TABLE,
+    ACCOUNTS_TABLE,
+    LOANS_TABLE,
+    PAYROLL_TABLE,
+    DEBTS_TABLE,
+    RECON_TABLE,
+];
 
 /// Verified webhook payloads waiting to be stored.
 pub const PAYMENT_EVENTS_QUEUE: QueueDef = QueueDef {
@@ -124,7 +140,14 @@ pub const DEBT_SUB_BATCHES_QUEUE: QueueDef = QueueDef {
     env_var: "DEBT_SUB_BATCHES_QUEUE_URL",
 };
 
+/// Payment transactions and fraud signals for reconciliation's streaming index (issue 6).
+pub const RECON_EVENTS_QUEUE: QueueDef = QueueDef {
+    logical_id: "ReconEventsQueue",
+    env_var: "RECON_EVENTS_QUEUE_URL",
+};
+
 pub const QUEUES: &[QueueDef] = &[
+    RECON_EVENTS_QUEUE,
     DEBT_FILES_QUEUE,
     DEBT_SUB_BATCHES_QUEUE,
     PAYMENT_EVENTS_QUEUE,

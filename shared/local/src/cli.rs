@@ -95,6 +95,9 @@ pub enum AdvancesCommand {
 pub enum BenchCommand {
     /// Payments against a throttled provider sandbox through the shared rate limiter.
     Provider(crate::bench_provider::ProviderBenchArgs),
+    /// A payroll file end to end (upload to every payment settled and reports written) on
+    /// the embedded store with an unthrottled provider sandbox.
+    PayrollE2e(crate::bench_payroll_e2e::PayrollE2eArgs),
     /// A burst of signed payment webhooks through a `payops up` process on loopback.
     Webhooks {
         #[arg(long, default_value_t = 10_000)]
@@ -186,6 +189,14 @@ async fn execute(cli: Cli) -> Result<(), AnyError> {
             .await?
         }
         Command::Sandbox(cmd) => crate::cli_sandbox::run(cmd, &cli.data).await?,
+        Command::Bench(BenchCommand::PayrollE2e(args)) => {
+            let report = crate::bench_payroll_e2e::run(&args).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                crate::bench_payroll_e2e::print(&report);
+            }
+        }
         Command::Bench(BenchCommand::Provider(args)) => {
             let report = crate::bench_provider::run(&args).await?;
             if args.json {
@@ -387,6 +398,22 @@ fn print_demo(report: &demo::DemoReport) {
         a.advance_amount,
         a.instalments
     );
+    let l = &report.loans;
+    println!(
+        "loans: {} created ({:?}), {} payments recorded; payroll check {}: {} missed",
+        l.loans_created, l.frequencies, l.payments_recorded, l.check_date, l.missed
+    );
+    println!("  {}", l.missed_csv.display());
+    println!("  {}", l.late_csv.display());
+    println!("  {}", l.sample_loan_url);
+    let r = &report.recon;
+    println!(
+        "reconciliation {}: {} stream events, {} statement lines, daily workflow {}",
+        r.date, r.events_sent, r.statement_lines, r.execution
+    );
+    for dir in [&r.batch, &r.final_index, &r.kpis, &r.kpis_monthly] {
+        println!("  {}", dir.display());
+    }
 }
 
 fn print_bench(report: &bench::WebhookBenchReport) {

@@ -11,8 +11,8 @@ use chrono::NaiveDate;
 use clap::Subcommand;
 use payops_core::debts::generate::{self, GenerateOptions};
 use payops_core::debts::{
-    CheckReport, DebtFormat, FileChecker, FileError, FormatError, LineSplitter, bureau_today,
-    builtin, builtin_named, sniff,
+    CheckReport, DebtFormat, FileChecker, FileError, FormatError, LineSplitter, builtin,
+    builtin_named, bureau_today, sniff,
 };
 
 /// Bytes read from the file at a time.
@@ -141,7 +141,9 @@ pub async fn run(cmd: DebtsCommand, data_dir: &Path) -> Result<(), Box<dyn Error
             .map_err(DebtsCliError::Join)??;
         }
         DebtsCommand::Formats { json } => print_formats(json)?,
-        DebtsCommand::Stats { client, json } => print_stats(data_dir, client.as_deref(), json).await?,
+        DebtsCommand::Stats { client, json } => {
+            print_stats(data_dir, client.as_deref(), json).await?
+        }
     }
     Ok(())
 }
@@ -219,8 +221,7 @@ fn print_check(report: &CheckReport, path: &Path, json: bool) -> Result<(), Debt
         source,
     };
     if json {
-        serde_json::to_writer(&mut out, report)
-            .map_err(|e| write_err(std::io::Error::other(e)))?;
+        serde_json::to_writer(&mut out, report).map_err(|e| write_err(std::io::Error::other(e)))?;
         writeln!(out).map_err(write_err)?;
     } else {
         writeln!(
@@ -290,10 +291,113 @@ fn print_formats(json: bool) -> Result<(), Box<dyn Error + Send + Sync>> {
     Ok(())
 }
 
+/// One client's and batch's figures, summed from the metrics store.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct BatchStats {
+    pub client: String,
+    pub batch: String,
+    pub lines_processed: rust_decimal::Decimal,
+    pub lines_accepted: rust_decimal::Decimal,
+    pub lines_rejected: rust_decimal::Decimal,
+    pub lines_failed: rust_decimal::Decimal,
+    /// Stage → total milliseconds (`split`, `register` summed over sub-batches, `batch`).
+    pub stage_ms: std::collections::BTreeMap<String, rust_decimal::Decimal>,
+}
+
+/// The debt metrics of the embedded store, by client and batch (oldest batch first).
+pub async fn stats(
+    data_dir: &Path,
+    client: Option<&str>,
+) -> Result<Vec<BatchStats>, Box<dyn Error + Send + Sync>> {
+    use payops_app::debts::{
+        METRIC_LINES_ACCEPTED, METRIC_LINES_FAILED, METRIC_LINES_PROCESSED, METRIC_LINES_REJECTED,
+        METRIC_STAGE_MS,
+    };
+    let env = crate::env::LocalEnv::open(
+        data_dir,
+        std::sync::Arc::new(payops_app::ports::SystemClock),
+    )?;
+    let metrics = env.store.metrics();
+    let since = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+    let mut order: Vec<(String, String)> = Vec::new();
+    let mut by: std::collections::HashMap<(String, String), BatchStats> = Default::default();
+    for name in [
+        METRIC_LINES_PROCESSED,
+        METRIC_LINES_ACCEPTED,
+        METRIC_LINES_REJECTED,
+        METRIC_LINES_FAILED,
+        METRIC_STAGE_MS,
+    ] {
+        for r in metrics.query(name, since).await? {
+            let dim = |k: &str| {
+                r.dimensions
+                    .iter()
+                    .find(|(n, _)| n == k)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            let (c, b) = (dim("client"), dim("batch"));
+            if client.is_some_and(|want| want != c) {
+                continue;
+            }
+            let key = (c.clone(), b.clone());
+            let entry = by.entry(key.clone()).or_insert_with(|| {
+                order.push(key);
+                BatchStats {
+                    client: c,
+                    batch: b,
+                    ..Default::default()
+                }
+            });
+            match name {
+                METRIC_LINES_PROCESSED => entry.lines_processed += r.value,
+                METRIC_LINES_ACCEPTED => entry.lines_accepted += r.value,
+                METRIC_LINES_REJECTED => entry.lines_rejected += r.value,
+                METRIC_LINES_FAILED => entry.lines_failed += r.value,
+                _ => *entry.stage_ms.entry(dim("stage")).or_default() += r.value,
+            }
+        }
+    }
+    Ok(order.into_iter().filter_map(|k| by.remove(&k)).collect())
+}
+
 async fn print_stats(
-    _data_dir: &Path,
-    _client: Option<&str>,
-    _json: bool,
+    data_dir: &Path,
+    client: Option<&str>,
+    json: bool,
 ) -> Result<(), Box<dyn Error + Send + Sync>> {
-    Err("debts stats: the pipeline's metrics are not wired yet".into())
+    let rows = stats(data_dir, client).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!(
+            "no debt batches have been processed in {}",
+            data_dir.display()
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<14} {:<28} {:>10} {:>10} {:>10} {:>8}  stages (ms)",
+        "client", "batch", "processed", "accepted", "rejected", "failed"
+    );
+    for r in rows {
+        let stages: Vec<String> = r
+            .stage_ms
+            .iter()
+            .map(|(s, ms)| format!("{s} {ms}"))
+            .collect();
+        println!(
+            "{:<14} {:<28} {:>10} {:>10} {:>10} {:>8}  {}",
+            r.client,
+            r.batch,
+            r.lines_processed,
+            r.lines_accepted,
+            r.lines_rejected,
+            r.lines_failed,
+            stages.join(", ")
+        );
+    }
+    Ok(())
 }

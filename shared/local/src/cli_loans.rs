@@ -307,12 +307,12 @@ async fn bench(
         }
         day = day.succ_opt().ok_or("date overflow")?;
     }
-    // 1000/missed_per_mille loans per cycle, `runs` of them missed: per_mille per run.
-    let missed_every = if missed_per_mille == 0 {
-        u64::MAX
-    } else {
-        1000 / missed_per_mille * runs as u64
-    };
+    // One cycle of 1000/missed_per_mille loans holds one missed loan per run day, so each run
+    // flags missed_per_mille of the book.
+    let missed_every = 1000u64.checked_div(missed_per_mille).unwrap_or(u64::MAX);
+    if missed_every <= runs as u64 {
+        return Err(LoansCliError::BenchSize.into());
+    }
     let created_at = "2026-01-01T00:00:00.000000000Z";
     let start = Instant::now();
     let mut i = 0;
@@ -358,6 +358,139 @@ async fn bench(
     drop(env);
     if let Err(e) = std::fs::remove_dir_all(&dir) {
         eprintln!("bench: could not remove {}: {e}", dir.display());
+    }
+    Ok(report)
+}
+
+/// Borrowers in `payops demo`'s loans step.
+pub const DEMO_BORROWERS: u64 = 200;
+/// Payments of history per demo borrower.
+pub const DEMO_HISTORY_PAYMENTS: usize = 24;
+/// Days the demo plays forward from the borrowers' as-of date to the check.
+pub const DEMO_DAYS: u64 = 14;
+
+/// What the loans step of `payops demo` did.
+#[derive(Debug, Serialize)]
+pub struct LoansDemo {
+    pub loans_created: u64,
+    /// Inferred schedules of the new loans: frequency → loans.
+    pub frequencies: std::collections::BTreeMap<String, u64>,
+    pub payments_recorded: u64,
+    pub check_date: String,
+    pub missed: u64,
+    pub missed_csv: PathBuf,
+    pub late_csv: PathBuf,
+    /// One loan, as `GET /loans/{id}` shows it.
+    pub sample_loan_url: String,
+}
+
+/// The loans flow on a running `payops up`: generated borrowers' histories recorded, loans
+/// created through `POST /loans`, the next two weeks played forward (half the borrowers keep
+/// being paid, half stop), then the morning payroll check after them.
+pub async fn demo(env: &LocalEnv, base_url: &str, data_dir: &Path) -> Result<LoansDemo, AnyError> {
+    use payops_app::loans::record_payment;
+    use payops_core::paydays::generate::GeneratorConfig;
+    let loans = Loans::from_resources(env)?;
+    // Histories up to yesterday; loans created today; then the next two weeks are played
+    // forward and the check runs on the morning after them.
+    let today = loans.clock.now().date_naive();
+    let as_of = today.pred_opt().ok_or("date underflow")?;
+    let check_date = today
+        .checked_add_days(Days::new(DEMO_DAYS))
+        .ok_or("date overflow")?;
+    let config = GeneratorConfig {
+        seed: 8,
+        as_of_from: as_of,
+        as_of_days: 0,
+        history_payments_max: DEMO_HISTORY_PAYMENTS,
+        ..GeneratorConfig::default()
+    };
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let run_id = &run_id[..8];
+    let client = crate::client::HttpClient::default();
+    let mut report = LoansDemo {
+        loans_created: 0,
+        frequencies: Default::default(),
+        payments_recorded: 0,
+        check_date: check_date.format("%Y-%m-%d").to_string(),
+        missed: 0,
+        missed_csv: crate::demo::object_path(data_dir, &payops_app::loans::missed_key(check_date)),
+        late_csv: crate::demo::object_path(data_dir, &payops_app::loans::late_key(check_date)),
+        sample_loan_url: String::new(),
+    };
+    let mut event_n = 0u64;
+    let mut record = |loan_id: &str, borrower: &str, amount: Decimal, day: NaiveDate| {
+        event_n += 1;
+        let body = serde_json::json!({
+            "event_id": format!("evt_demo_{run_id}_{event_n}"), "loan_id": loan_id,
+            "borrower_id": borrower, "employer_id": "emp_demo", "amount": amount.to_string(),
+            "currency": "BRL", "status": "paid",
+            "paid_at": format!("{}T12:00:00Z", day.format("%Y-%m-%d")),
+        });
+        payops_core::payment_event::parse_webhook_body(body.to_string().as_bytes())
+    };
+    let mut loan_ids = Vec::new();
+    for i in 0..DEMO_BORROWERS {
+        let b = payops_core::paydays::generate::generate_borrower(&config, i);
+        let borrower = format!("bor_demo_{run_id}_{i:03}");
+        let loan_id = format!("loan_demo_{run_id}_{i:03}");
+        for p in &b.payments {
+            let event = record(&loan_id, &borrower, p.amount, p.date)?;
+            record_payment(loans.table.as_ref(), &event).await?;
+            report.payments_recorded += 1;
+        }
+        let amount = b.payments.last().map_or(Decimal::ONE_HUNDRED, |p| p.amount);
+        let body = serde_json::json!({
+            "loan_id": loan_id, "borrower_id": borrower, "employer_id": "emp_demo",
+            "amount": amount.to_string(), "currency": "BRL", "amount_tolerance": "0.05",
+        });
+        let r = client
+            .post_json(
+                &format!("{base_url}/loans"),
+                &[],
+                bytes::Bytes::from(body.to_string()),
+            )
+            .await?;
+        if r.status >= 300 {
+            return Err(format!(
+                "POST /loans answered {}: {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            )
+            .into());
+        }
+        let view = r.json()?;
+        let frequency = view["frequency"].as_str().unwrap_or("unknown").to_owned();
+        *report.frequencies.entry(frequency).or_default() += 1;
+        report.loans_created += 1;
+        loan_ids.push((loan_id, borrower, i % 2 == 0));
+    }
+    // Half the borrowers are paid on every expected date before the check; half stop.
+    for (loan_id, borrower, pays) in &loan_ids {
+        if !*pays {
+            continue;
+        }
+        loop {
+            let Some((loan, _)) = loans.get(loan_id).await? else {
+                break;
+            };
+            let Some(expected) = loan.expected_date.filter(|d| *d < check_date) else {
+                break;
+            };
+            let event = record(loan_id, borrower, loan.amount, expected)?;
+            record_payment(loans.table.as_ref(), &event).await?;
+            report.payments_recorded += 1;
+        }
+    }
+    let check = Checker::new(loans)
+        .check(CheckOptions {
+            date: check_date,
+            grace_business_days: GRACE_BUSINESS_DAYS_DEFAULT,
+        })
+        .await?;
+    report.missed = check.missed;
+    if let Some((loan_id, _, _)) = loan_ids.get(1) {
+        report.sample_loan_url = format!("{base_url}/loans/{loan_id}");
     }
     Ok(report)
 }

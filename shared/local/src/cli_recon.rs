@@ -57,6 +57,9 @@ pub enum ReconCommand {
         /// Worker threads (default: the machine's cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Only the batch index (`batch/`): no final merge, no KPIs.
+        #[arg(long)]
+        batch_only: bool,
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
@@ -126,6 +129,7 @@ fn execute(cmd: ReconCommand) -> Result<(), ReconCliError> {
             tolerance,
             partitions,
             threads,
+            batch_only,
             json,
         } => {
             let started = Instant::now();
@@ -151,6 +155,7 @@ fn execute(cmd: ReconCommand) -> Result<(), ReconCliError> {
                 )));
             }
             options.partitions = partitions;
+            options.batch_only = batch_only;
             if let Some(t) = threads {
                 options.threads = t.max(1);
             }
@@ -288,7 +293,10 @@ pub fn reconcile_files(
     };
     let output = run_day(&inputs, masker, options)?;
     drop(inputs);
-    for dataset in [BATCH_DATASET, FINAL_DATASET, KPIS_DATASET] {
+    // Only the datasets this run wrote are replaced (a batch-only run keeps the final index).
+    let written: std::collections::BTreeSet<&str> =
+        output.files.iter().map(|f| f.dataset).collect();
+    for dataset in written {
         let dir = out.join(day_prefix(dataset, options.date));
         clear_parquet(&dir)?;
         std::fs::create_dir_all(&dir).map_err(|source| ReconCliError::Write {
@@ -398,4 +406,147 @@ fn print_summary(s: &RunSummary, out: &Path, seconds: f64) {
             .display()
         );
     }
+}
+
+/// Transactions of the demo's reconciliation day.
+const DEMO_TRANSACTIONS: u64 = 2_000;
+/// How long the demo waits for the streaming index to take every event.
+const DEMO_STREAM_WAIT_MS: u64 = 60_000;
+const DEMO_POLL_MS: u64 = 100;
+
+/// What `payops demo` did for reconciliation.
+#[derive(Debug, serde::Serialize)]
+pub struct ReconDemo {
+    pub date: String,
+    pub events_sent: u64,
+    pub statement_lines: u64,
+    pub execution: String,
+    pub batch: PathBuf,
+    #[serde(rename = "final")]
+    pub final_index: PathBuf,
+    pub kpis: PathBuf,
+    pub kpis_monthly: PathBuf,
+}
+
+fn csv_events(text: &str, kind: &str) -> Vec<serde_json::Value> {
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    lines
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let mut object = serde_json::Map::new();
+            object.insert("kind".into(), kind.into());
+            for (name, value) in header.iter().zip(line.split(',')) {
+                object.insert((*name).to_owned(), value.into());
+            }
+            serde_json::Value::Object(object)
+        })
+        .collect()
+}
+
+/// The reconciliation flow on the running system: a generated day's transactions and fraud
+/// signals through the queue into the streaming index, the bank's statement and the reference
+/// data into the bucket, then the daily state machine for that day.
+pub async fn demo(
+    system: &crate::runtime::System,
+    data_dir: &Path,
+) -> Result<ReconDemo, Box<dyn Error + Send + Sync>> {
+    use payops_app::ports::OutgoingMessage;
+    use payops_app::resources::{RECON_EVENTS_QUEUE, Resources};
+
+    let env = system.env.as_ref();
+    let date = env
+        .clock()
+        .now()
+        .date_naive()
+        .pred_opt()
+        .ok_or("date underflow")?;
+    let (mut t, mut s, mut f, mut p, mut m) = (vec![], vec![], vec![], vec![], vec![]);
+    let counts = generate_day(
+        &GenerateOptions {
+            date,
+            transactions: DEMO_TRANSACTIONS,
+            seed: 6,
+        },
+        GenerateSinks {
+            transactions: &mut t,
+            statements: &mut s,
+            fraud: &mut f,
+            policies: &mut p,
+            merchants: &mut m,
+        },
+    )?;
+    let blobs = env.blobs()?;
+    let put = |key: String, body: Vec<u8>| {
+        let blobs = blobs.clone();
+        async move { blobs.put(&key, bytes::Bytes::from(body), "text/csv").await }
+    };
+    put(payops_app::recon::reference::POLICIES_KEY.into(), p).await?;
+    put(payops_app::recon::reference::MERCHANTS_KEY.into(), m).await?;
+    let mut events = csv_events(&String::from_utf8(t)?, "transaction");
+    events.extend(csv_events(&String::from_utf8(f)?, "fraud_signal"));
+    let queue = env.queue(&RECON_EVENTS_QUEUE)?;
+    for chunk in events.chunks(payops_app::ports::queue::QUEUE_BATCH_MESSAGES_MAX) {
+        let messages = chunk
+            .iter()
+            .map(|e| OutgoingMessage::new(e.to_string()))
+            .collect();
+        queue.send_batch(messages).await?;
+    }
+    // Every event is in an hourly file once the queue is drained and the files hold them all.
+    let expected = events.len();
+    let prefix = "recon/stream/";
+    let started = Instant::now();
+    loop {
+        let mut rows = 0usize;
+        let mut continuation = None;
+        loop {
+            let page = blobs.list(prefix, continuation).await?;
+            for meta in page.blobs {
+                if let Some(blob) = blobs.get(&meta.key).await? {
+                    rows += blob
+                        .body
+                        .iter()
+                        .filter(|b| **b == b'\n')
+                        .count()
+                        .saturating_sub(1);
+                }
+            }
+            match page.continuation {
+                Some(c) => continuation = Some(c),
+                None => break,
+            }
+        }
+        if rows >= expected {
+            break;
+        }
+        if started.elapsed().as_millis() as u64 > DEMO_STREAM_WAIT_MS {
+            return Err(
+                format!("the streaming index took {rows} of {expected} events in time").into(),
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(DEMO_POLL_MS)).await;
+    }
+    put(format!("recon/statements/dt={date}/bank.csv"), s).await?;
+    let id = system
+        .executor
+        .start(
+            "ReconDailyStateMachine",
+            &format!("demo-{date}-{}", uuid::Uuid::new_v4().simple()),
+            serde_json::json!({ "date": date.to_string() }),
+        )
+        .await?;
+    let record = system.executor.wait_finished(&id).await?;
+    let path = |key: String| crate::demo::object_path(data_dir, &key);
+    let month = date.format("%Y-%m");
+    Ok(ReconDemo {
+        date: date.to_string(),
+        events_sent: expected as u64,
+        statement_lines: counts.statement_lines,
+        execution: format!("{:?}", record.status),
+        batch: path(format!("recon/{}", day_prefix(BATCH_DATASET, date))),
+        final_index: path(format!("recon/{}", day_prefix(FINAL_DATASET, date))),
+        kpis: path(format!("recon/{}", day_prefix(KPIS_DATASET, date))),
+        kpis_monthly: path(format!("recon/kpis_monthly/month={month}/")),
+    })
 }

@@ -39,6 +39,10 @@ pub struct DemoOptions {
 pub struct DemoReport {
     pub payment_events: PaymentEventsDemo,
     pub accounts: AccountsDemo,
+    /// Loans repaid from payroll and the morning payroll check (issue 8).
+    pub loans: crate::cli_loans::LoansDemo,
+    /// Reconciliation: streaming index, daily workflow, Parquet datasets (issue 6).
+    pub recon: crate::cli_recon::ReconDemo,
 }
 
 #[derive(Debug, Serialize)]
@@ -93,10 +97,26 @@ pub async fn run(options: &DemoOptions) -> Result<DemoReport, DemoError> {
     };
     let running = runtime::start(&up, Arc::new(SystemClock)).await?;
     let result = match payment_events(options, &running).await {
-        Ok(p) => accounts(options, &running).await.map(|a| DemoReport {
-            payment_events: p,
-            accounts: a,
-        }),
+        Ok(p) => match accounts(options, &running).await {
+            Ok(a) => {
+                match crate::cli_loans::demo(&running.system.env, &running.base_url(), &options.data_dir)
+                    .await
+                    .map_err(|e| DemoError::Failed(format!("loans: {e}")))
+                {
+                    Ok(loans) => crate::cli_recon::demo(&running.system, &options.data_dir)
+                        .await
+                        .map_err(|e| DemoError::Failed(format!("recon: {e}")))
+                        .map(|recon| DemoReport {
+                            payment_events: p,
+                            accounts: a,
+                            loans,
+                            recon,
+                        }),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     running.stop().await?;

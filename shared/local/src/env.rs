@@ -20,6 +20,9 @@ pub const LOCAL_EVENT_BUS: &str = "payops-local";
 /// Printed at `payops up` when `PAYOPS_WEBHOOK_SECRET` is not set. Never used in AWS, where the
 /// template resolves the secret from Secrets Manager.
 pub const DEV_WEBHOOK_SECRET: &str = "whsec_dev_payops";
+/// The key that masks user ids locally when PAYOPS_RECON_MASK_KEY is not set (development
+/// only: with a known key, tokens of guessable ids can be recomputed).
+pub const DEV_RECON_MASK_KEY: &str = "payops-dev-recon-mask-key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnvError {
@@ -156,14 +159,17 @@ impl Resources for LocalEnv {
         match std::env::var(env_var) {
             Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
             _ if env_var == WEBHOOK_SECRET_ENV => Ok(Secret::new(DEV_WEBHOOK_SECRET.to_owned())),
+            _ if env_var == payops_app::recon::MASK_KEY_ENV => {
+                Ok(Secret::new(DEV_RECON_MASK_KEY.to_owned()))
+            }
             // Without a sandbox started by `payops up`, the client points at where
             // `payops sandbox` listens by default.
             _ if env_var == payops_app::ports::provider::PROVIDER_URL_ENV => Ok(Secret::new(
                 format!("http://127.0.0.1:{}", crate::sandbox::DEFAULT_SANDBOX_PORT),
             )),
-            _ if env_var == payops_app::ports::provider::PROVIDER_API_KEY_ENV => Ok(Secret::new(
-                crate::sandbox::DEV_PROVIDER_API_KEY.to_owned(),
-            )),
+            _ if env_var == payops_app::ports::provider::PROVIDER_API_KEY_ENV => {
+                Ok(Secret::new(crate::sandbox::DEV_PROVIDER_API_KEY.to_owned()))
+            }
             _ => Err(ResourceError::MissingEnv(env_var)),
         }
     }

@@ -100,7 +100,10 @@ impl Fixture {
             .iter()
             .map(|f| f.item_identifier.clone())
             .collect();
-        assert!(failed.is_empty(), "{logical_id}: messages failed: {failed:?}");
+        assert!(
+            failed.is_empty(),
+            "{logical_id}: messages failed: {failed:?}"
+        );
         for m in &messages {
             queue.delete(&m.receipt_handle).await.unwrap();
         }
@@ -122,7 +125,10 @@ impl Fixture {
             if b.status.is_final() && b.notified {
                 return b;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for batch {batch_id}: {b:?}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for batch {batch_id}: {b:?}"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -149,13 +155,20 @@ impl Fixture {
     }
 
     async fn rejections_csv(&self, batch: &Batch) -> String {
-        let key = batch.rejections_key.as_deref().expect("written on completion");
+        let key = batch
+            .rejections_key
+            .as_deref()
+            .expect("written on completion");
         let blob = self.debts.blobs.get(key).await.unwrap().unwrap();
         String::from_utf8(blob.body.to_vec()).unwrap()
     }
 
     async fn events(&self) -> Vec<(String, Value)> {
-        let bus = self.system.env.store.events(payops_local::env::LOCAL_EVENT_BUS);
+        let bus = self
+            .system
+            .env
+            .store
+            .events(payops_local::env::LOCAL_EVENT_BUS);
         let mut events: Vec<(String, Value)> = bus
             .list(Some(debts::EVENT_SOURCE), 100)
             .await
@@ -173,7 +186,10 @@ impl Fixture {
             .await
             .unwrap();
         let status = response.status();
-        (status, response.into_body().collect().await.unwrap().to_bytes())
+        (
+            status,
+            response.into_body().collect().await.unwrap().to_bytes(),
+        )
     }
 }
 
@@ -247,17 +263,27 @@ async fn a_dropped_file_is_split_registered_and_completed_with_its_rejections() 
     let metrics = f.system.env.store.metrics();
     let since = now() - chrono::Duration::days(1);
     assert_eq!(
-        metrics.sum(debts::METRIC_LINES_PROCESSED, since).await.unwrap(),
+        metrics
+            .sum(debts::METRIC_LINES_PROCESSED, since)
+            .await
+            .unwrap(),
         55.into()
     );
     assert_eq!(
-        metrics.sum(debts::METRIC_LINES_REJECTED, since).await.unwrap(),
+        metrics
+            .sum(debts::METRIC_LINES_REJECTED, since)
+            .await
+            .unwrap(),
         (defects.len() as i64).into()
     );
 
     // The HTTP views.
     let (status, body) = f
-        .call(Request::get(format!("/debts/batches/{batch_id}")).body(Body::empty()).unwrap())
+        .call(
+            Request::get(format!("/debts/batches/{batch_id}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let view: Value = serde_json::from_slice(&body).unwrap();
@@ -273,7 +299,11 @@ async fn a_dropped_file_is_split_registered_and_completed_with_its_rejections() 
     assert_eq!(status, StatusCode::OK);
     assert_eq!(String::from_utf8(body.to_vec()).unwrap(), csv);
     let (status, body) = f
-        .call(Request::get("/debts/batches?client_id=acme").body(Body::empty()).unwrap())
+        .call(
+            Request::get("/debts/batches?client_id=acme")
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let list: Value = serde_json::from_slice(&body).unwrap();
@@ -291,7 +321,10 @@ async fn every_shipped_format_goes_through_the_pipeline() {
     ];
     assert_eq!(builtin().len(), clients.len());
     for (format_name, client) in clients {
-        f.debts.set_client_format(client, format_name).await.unwrap();
+        f.debts
+            .set_client_format(client, format_name)
+            .await
+            .unwrap();
         let format = builtin_named(format_name).unwrap();
         // Short prefixes: the fixed-width layout gives the reference 15 characters.
         let file = generate::file(&options(23, 0, &client[..1]), &format);
@@ -300,8 +333,15 @@ async fn every_shipped_format_goes_through_the_pipeline() {
             .await;
         let batch = f.run_to_end(&batch_id).await;
         assert_eq!(batch.format, format_name);
-        assert_eq!(batch.status, BatchStatus::Completed, "{format_name}: {batch:?}");
-        assert_eq!((batch.received, batch.accepted, batch.rejected), (23, 23, 0));
+        assert_eq!(
+            batch.status,
+            BatchStatus::Completed,
+            "{format_name}: {batch:?}"
+        );
+        assert_eq!(
+            (batch.received, batch.accepted, batch.rejected),
+            (23, 23, 0)
+        );
     }
 }
 
@@ -360,7 +400,10 @@ async fn a_redelivered_sub_batch_or_s3_event_registers_nothing_twice() {
     let message: SubBatchMessage = serde_json::from_str(&seen[0]).unwrap();
     let again = f.debts.register(&message).await.unwrap();
     assert!(!again.first_time);
-    assert_eq!(f.debts.require_batch(&batch_id).await.unwrap().processed, 30);
+    assert_eq!(
+        f.debts.require_batch(&batch_id).await.unwrap().processed,
+        30
+    );
     assert_eq!(f.events().await.len(), 1);
 }
 
@@ -372,13 +415,12 @@ async fn a_crash_mid_batch_resumes_where_it_stopped() {
     let batch_id = f.drop_file("inbox/debts/acme/c.csv", file).await;
     let register = Register::new(f.debts.clone());
     until("the split", || async {
-        f.debts
-            .require_batch(&batch_id)
-            .await
-            .unwrap()
-            .status
-            == BatchStatus::Processing
-            && f.queue("DebtSubBatchesQueue").total_messages().await.unwrap() == 5
+        f.debts.require_batch(&batch_id).await.unwrap().status == BatchStatus::Processing
+            && f.queue("DebtSubBatchesQueue")
+                .total_messages()
+                .await
+                .unwrap()
+                == 5
     })
     .await;
     // Two of five sub-batches, then the process dies.
@@ -410,7 +452,10 @@ async fn failed_with(f: &Fixture, key: &str, body: Vec<u8>) -> Batch {
 async fn files_that_cannot_be_processed_fail_the_batch_with_a_reason() {
     let f = fixture();
     let empty = failed_with(&f, "inbox/debts/acme/empty.csv", Vec::new()).await;
-    assert_eq!(empty.failure.as_deref(), Some("the file is empty (0 bytes)"));
+    assert_eq!(
+        empty.failure.as_deref(),
+        Some("the file is empty (0 bytes)")
+    );
 
     let mut zip = b"PK\x03\x04\x14\x00\x00\x00\x08\x00".to_vec();
     zip.extend((0..200u8).collect::<Vec<u8>>());
@@ -436,7 +481,10 @@ async fn files_that_cannot_be_processed_fail_the_batch_with_a_reason() {
     );
 
     let header_only = failed_with(&f, "inbox/debts/acme/h.csv", HEADER.as_bytes().to_vec()).await;
-    assert_eq!(header_only.failure.as_deref(), Some("the file has no debt lines"));
+    assert_eq!(
+        header_only.failure.as_deref(),
+        Some("the file has no debt lines")
+    );
 
     let events = f.events().await;
     assert_eq!(events.len(), 4);
@@ -455,7 +503,11 @@ async fn the_same_file_twice_is_refused_as_a_duplicate() {
     let batch = f.run_to_end(&second).await;
     assert_eq!(batch.status, BatchStatus::Failed);
     assert!(
-        batch.failure.as_deref().unwrap().contains(&format!("batch {first} had the same content")),
+        batch
+            .failure
+            .as_deref()
+            .unwrap()
+            .contains(&format!("batch {first} had the same content")),
         "{batch:?}"
     );
 }
@@ -467,9 +519,13 @@ async fn a_reference_registered_by_an_earlier_batch_is_rejected() {
     let two = format!(
         "{HEADER}K1,Ana Lima,529.982.247-25,10.00,2026-01-02\nK2,Rui Dias,52998224725,5.50,2026-01-02\n"
     );
-    let b1 = f.drop_file("inbox/debts/acme/1.csv", one.into_bytes()).await;
+    let b1 = f
+        .drop_file("inbox/debts/acme/1.csv", one.into_bytes())
+        .await;
     assert_eq!(f.run_to_end(&b1).await.accepted, 1);
-    let b2 = f.drop_file("inbox/debts/acme/2.csv", two.into_bytes()).await;
+    let b2 = f
+        .drop_file("inbox/debts/acme/2.csv", two.into_bytes())
+        .await;
     let batch = f.run_to_end(&b2).await;
     assert_eq!((batch.accepted, batch.rejected), (1, 1));
     let csv = f.rejections_csv(&batch).await;
@@ -511,7 +567,10 @@ async fn rest_submissions_and_uploads_become_batches() {
         .call(post(&format!("/debts/submissions/{id}/lines"), bad))
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["lines"], json!(3));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["lines"],
+        json!(3)
+    );
     let (status, body) = f
         .call(post(&format!("/debts/submissions/{id}/submit"), json!({})))
         .await;
@@ -523,7 +582,11 @@ async fn rest_submissions_and_uploads_become_batches() {
     let batch = f.run_to_end(&batch_id).await;
     assert_eq!((batch.accepted, batch.rejected), (2, 1));
     let csv = f.rejections_csv(&batch).await;
-    assert_eq!(csv.lines().filter(|l| l.starts_with("4,")).count(), 4, "{csv}");
+    assert_eq!(
+        csv.lines().filter(|l| l.starts_with("4,")).count(),
+        4,
+        "{csv}"
+    );
 
     // A CSV upload, streamed to S3.
     let file = generate::file(&options(25, 0, "U"), &builtin_named("default").unwrap());
@@ -548,9 +611,16 @@ async fn rest_submissions_and_uploads_become_batches() {
         .call(post("/debts/submissions", json!({"client_id": "a b"})))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["field"], json!("client_id"));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["field"],
+        json!("client_id")
+    );
     let (status, _) = f
-        .call(Request::get("/debts/batches/nope").body(Body::empty()).unwrap())
+        .call(
+            Request::get("/debts/batches/nope")
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -24,7 +24,7 @@ use payops_app::ports::provider::{
     ListPayments, Payment, PaymentId, PaymentPage, PaymentProvider, PaymentStatus as Wire,
     ProviderError, WebhookEvent,
 };
-use payops_app::ports::{Blobs, Clock, ManualClock, Queue, Table};
+use payops_app::ports::{Clock, ManualClock, Queue};
 use payops_core::payroll::ledger;
 use payops_local::runtime::System;
 use payops_local::runtime::poller::sqs_event;
@@ -459,7 +459,30 @@ async fn double_approval_approves_once_and_the_batch_settles_with_reports_and_a_
         employees < 426,
         "an employee with two rows is provisioned once"
     );
-    assert_eq!(f.provider.accounts.lock().unwrap().len(), employees + 5);
+    // One liability account per (employee, loan), one ACH account per payer.
+    let parsed = payops_core::payroll::parse(&sample()).unwrap();
+    let mut loans: Vec<(String, String, String)> = parsed
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r.employee.id.to_string(),
+                r.payee.plaid_id.to_string(),
+                r.payee.loan_account_number.expose().clone(),
+            )
+        })
+        .collect();
+    loans.sort();
+    loans.dedup();
+    let mut people: Vec<String> = parsed
+        .rows
+        .iter()
+        .map(|r| r.employee.id.to_string())
+        .collect();
+    people.sort();
+    people.dedup();
+    assert_eq!(employees, people.len());
+    assert_eq!(f.provider.accounts.lock().unwrap().len(), loans.len() + 5);
     assert_eq!(drain(&f, "PayrollPaymentsQueue", &f.payments).await, 0);
     let sent = provider_payments(&f);
     assert_eq!(sent.len(), 426);

@@ -514,11 +514,14 @@ async fn payments_settle_or_fail_as_the_clock_moves() {
 // ---------------------------------------------------------------------------------------------
 // Webhooks
 
+/// One delivery as received: the signature header and the raw body.
+type Delivered = (Option<String>, Bytes);
+
 /// A test receiver on 127.0.0.1 that records every delivery and fails the first
 /// `fail_first` ones with 500.
 #[derive(Clone, Default)]
 struct Receiver {
-    received: Arc<Mutex<Vec<(Option<String>, Bytes)>>>,
+    received: Arc<Mutex<Vec<Delivered>>>,
     fail_first: Arc<Mutex<usize>>,
 }
 

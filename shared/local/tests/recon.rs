@@ -325,3 +325,267 @@ fn a_late_transaction_is_reconciled_when_its_day_is_run_again() {
         "[('t1', 'BOTH', 'MATCHED'), ('t_late', 'BOTH', 'MATCHED')]"
     );
 }
+
+mod streaming_and_daily_workflow {
+    //! The streaming index and the daily state machine on the local runtime: SQS events out
+    //! of order into the recon table and the hourly files; then `ReconDailyStateMachine`
+    //! (statements present) writes the day's datasets into the bucket.
+
+    use std::sync::Arc;
+
+    use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+    use bytes::Bytes;
+    use chrono::{DateTime, Utc};
+    use payops_app::functions::{Function, build};
+    use payops_app::ports::{Blobs, ManualClock};
+    use payops_app::recon::TextTable;
+    use payops_app::recon::stream::current_state;
+    use payops_app::resources::{RECON_TABLE, Resources};
+    use payops_local::runtime::System;
+    use payops_local::workflows::ExecutionStatus;
+    use serde_json::{Value, json};
+
+    fn message(id: &str, body: Value) -> SqsMessage {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(id.to_owned());
+        m.body = Some(body.to_string());
+        m
+    }
+
+    fn tx(id: &str, user: &str, amount: &str, status: &str, at: &str) -> Value {
+        json!({
+            "kind": "transaction", "transaction_id": id, "merchant_id": "m_00001",
+            "user_id": user, "amount": amount, "currency": "USD", "status": status,
+            "timestamp": at
+        })
+    }
+
+    async fn keys(blobs: &dyn Blobs, prefix: &str) -> Vec<String> {
+        blobs
+            .list(prefix, None)
+            .await
+            .expect("list")
+            .blobs
+            .into_iter()
+            .map(|b| b.key)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn out_of_order_events_then_the_daily_workflow() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let now: DateTime<Utc> = "2026-11-22T01:30:00Z".parse().expect("time");
+        let clock = Arc::new(ManualClock::new(now));
+        let (system, _workers) = System::build(dir.path(), clock).expect("system");
+        let env = system.env.clone();
+        let blobs = env.blobs().expect("blobs");
+        blobs
+            .put(
+                "recon/reference/merchants.csv",
+                Bytes::from_static(
+                    b"merchant_id,merchant_name,risk_level,onboarding_date\nm_00001,Shop,HIGH,2025-01-01\n",
+                ),
+                "text/csv",
+            )
+            .await
+            .expect("put");
+        let Function::Sqs(stream) = build("recon-stream", env.as_ref()).expect("builds") else {
+            panic!("recon-stream is an SQS function");
+        };
+
+        // Refunded at 12:00, approved at 10:00, pending at 09:00: delivered newest first.
+        let mut event = SqsEvent::default();
+        event.records = vec![
+            message(
+                "m1",
+                tx(
+                    "t1",
+                    "user_secret_1",
+                    "30.00",
+                    "REFUNDED",
+                    "2026-11-21T12:00:00Z",
+                ),
+            ),
+            message(
+                "m2",
+                tx(
+                    "t1",
+                    "user_secret_1",
+                    "30.00",
+                    "APPROVED",
+                    "2026-11-21T10:00:00Z",
+                ),
+            ),
+            message(
+                "m3",
+                json!({
+                    "kind": "fraud_signal", "fraud_signal_id": "f2", "transaction_id": "t1",
+                    "fraud_score": 0.95, "model_version": "v8", "inference_time": "2026-11-21T12:05:00Z"
+                }),
+            ),
+            message(
+                "m4",
+                json!({
+                    "fraud_signal_id": "f1", "transaction_id": "t1", "fraud_score": "0.10",
+                    "model_version": "v7", "inference_time": "2026-11-21T10:05:00Z"
+                }),
+            ),
+            message(
+                "m5",
+                tx(
+                    "t2",
+                    "user_secret_2",
+                    "12.50",
+                    "APPROVED",
+                    "2026-11-21T11:00:00Z",
+                ),
+            ),
+            message(
+                "m6",
+                tx(
+                    "t1",
+                    "user_secret_1",
+                    "30.00",
+                    "PENDING",
+                    "2026-11-21T09:00:00Z",
+                ),
+            ),
+            message(
+                "bad",
+                json!({"kind": "transaction", "transaction_id": "t3", "amount": "x"}),
+            ),
+        ];
+        let response = stream.handle(event).await.expect("handled");
+        let failed: Vec<_> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        assert_eq!(failed, ["bad"]);
+
+        let table = env.table(&RECON_TABLE).expect("table");
+        let t1 = current_state(table.as_ref(), "t1")
+            .await
+            .expect("get")
+            .expect("t1");
+        assert_eq!(t1.s("status"), Some("REFUNDED"), "latest by event time");
+        assert_eq!(t1.n("fraud_score"), Some("0.95".parse().expect("literal")));
+        assert_eq!(t1.s("compliance_assessment"), Some("ESCALATE"));
+        assert!(
+            t1.s("masked_user_id")
+                .is_some_and(|u| u.starts_with("usr_"))
+        );
+        assert!(
+            !format!("{t1:?}").contains("user_secret"),
+            "no raw user id stored"
+        );
+
+        let files = keys(
+            blobs.as_ref(),
+            "recon/stream/transactions/dt=2026-11-21/hour=01/",
+        )
+        .await;
+        assert_eq!(files.len(), 1, "{files:?}");
+        let body = blobs.get(&files[0]).await.expect("get").expect("file").body;
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(
+            text.lines().count(),
+            1 + 4,
+            "header and every accepted event: {text}"
+        );
+        assert!(!text.contains("user_secret"), "{text}");
+        assert_eq!(
+            keys(blobs.as_ref(), "recon/stream/fraud/dt=2026-11-21/")
+                .await
+                .len(),
+            1
+        );
+
+        // The bank's file for the day, then the daily state machine.
+        blobs
+            .put(
+                "recon/statements/dt=2026-11-21/bank.csv",
+                Bytes::from_static(
+                    b"statement_id,transaction_id,posting_date,amount_posted,fee_charged\n\
+                      s1,t1,2026-11-22,-30.00,0\ns2,t2,2026-11-22,12.00,0.50\ns3,t9,2026-11-22,5,0\n",
+                ),
+                "text/csv",
+            )
+            .await
+            .expect("put");
+        let id = system
+            .executor
+            .start(
+                "ReconDailyStateMachine",
+                "2026-11-21",
+                json!({"date": "2026-11-21"}),
+            )
+            .await
+            .expect("starts");
+        let record = system.executor.wait_finished(&id).await.expect("finishes");
+        assert_eq!(record.status, ExecutionStatus::Succeeded, "{record:?}");
+
+        let batch = keys(blobs.as_ref(), "recon/batch/dt=2026-11-21/").await;
+        assert_eq!(batch, ["recon/batch/dt=2026-11-21/part-00000.parquet"]);
+        for prefix in [
+            "recon/final/dt=2026-11-21/part-00000.parquet",
+            "recon/kpis/dt=2026-11-21/part-00000.parquet",
+            "recon/kpis_monthly/month=2026-11/part-00000.parquet",
+        ] {
+            assert_eq!(keys(blobs.as_ref(), prefix).await.len(), 1, "{prefix}");
+        }
+        let bytes = blobs
+            .get(&batch[0])
+            .await
+            .expect("get")
+            .expect("batch")
+            .body;
+        let table = TextTable::from_bytes("batch", bytes.to_vec()).expect("Parquet");
+        let rows = table
+            .parse_partitioned(1, 1, |f| Ok(f[..4].join(" ")), |r: &String| r.as_str())
+            .expect("rows");
+        let mut rows: Vec<String> = rows.into_iter().flatten().collect();
+        rows.sort();
+        assert_eq!(
+            rows,
+            [
+                "t1 BOTH MATCHED -30.0000",
+                "t2 BOTH MATCHED 12.0000",
+                "t9 STATEMENT_ONLY UNMATCHED 5.0000"
+            ]
+        );
+        let final_bytes = blobs
+            .get("recon/final/dt=2026-11-21/part-00000.parquet")
+            .await
+            .expect("get")
+            .expect("final")
+            .body;
+        assert!(!final_bytes.windows(11).any(|w| w == b"user_secret"));
+    }
+
+    #[tokio::test]
+    async fn the_workflow_task_waits_for_statements() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let now: DateTime<Utc> = "2026-11-22T02:00:00Z".parse().expect("time");
+        let (system, _workers) =
+            System::build(dir.path(), Arc::new(ManualClock::new(now))).expect("system");
+        let Function::Task(daily) = build("recon-daily", system.env.as_ref()).expect("builds")
+        else {
+            panic!("recon-daily is a Task function");
+        };
+        // The scheduled event's time is the day after the business day.
+        let err = daily
+            .handle(
+                json!({"action": "await_statements", "request": {"time": "2026-11-22T02:00:00Z"}}),
+            )
+            .await
+            .expect_err("no statements yet");
+        assert_eq!(err.error_type(), "Retryable");
+        assert!(err.to_string().contains("2026-11-21"), "{err}");
+        let bad = daily
+            .handle(json!({"action": "nope"}))
+            .await
+            .expect_err("unknown");
+        assert_eq!(bad.error_type(), "Rejected");
+    }
+}

@@ -381,3 +381,125 @@ async fn the_task_token_endpoint_completes_a_waiting_task() {
     .await;
     assert_ne!(status, StatusCode::OK, "a completed token cannot fail");
 }
+
+#[tokio::test]
+async fn the_show_endpoint_has_a_timeline_with_the_failed_state_and_its_error() {
+    let f = fixture();
+    let ex = &f.system.executor;
+    let substitutions = HashMap::from([("ApproveFunction".to_owned(), "NoSuchFunction".into())]);
+    ex.register_json("Broken", DEFINITION, &substitutions)
+        .unwrap();
+    let id = ex
+        .start("Broken", "t-1", json!({"amount": "1"}))
+        .await
+        .unwrap();
+    ex.wait_finished(&id).await.unwrap();
+
+    let (status, shown) = call(&f.system, get(&format!("/ops/executions/{id}"))).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    let timeline = shown["timeline"].as_array().unwrap();
+    assert_eq!(timeline.len(), 1, "{shown}");
+    let visit = &timeline[0];
+    assert_eq!(visit["state"], json!("Approve"));
+    assert_eq!(visit["type"], json!("Task"));
+    assert_eq!(visit["status"], json!("FAILED"));
+    assert_eq!(visit["error"], json!("States.TaskFailed"));
+    assert!(
+        visit["cause"].as_str().unwrap().contains("NoSuchFunction"),
+        "{visit}"
+    );
+    assert_eq!(visit["input"], json!({"amount": "1"}));
+
+    // The caught rejection of the other machine: the state is CAUGHT, the Pass succeeded.
+    let id = ex
+        .start("Approvals", "t-2", json!({"amount": "0"}))
+        .await
+        .unwrap();
+    ex.wait_finished(&id).await.unwrap();
+    let (_, shown) = call(&f.system, get(&format!("/ops/executions/{id}"))).await;
+    let statuses: Vec<(&str, &str)> = shown["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["state"].as_str().unwrap(), v["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![("Approve", "CAUGHT"), ("Declined", "SUCCEEDED")]
+    );
+}
+
+#[tokio::test]
+async fn the_ops_page_is_served_with_its_script_and_style() {
+    let f = fixture();
+    let router = ops_executions::router(f.system.clone());
+    let response = router.clone().oneshot(get("/ops")).await.unwrap();
+    assert!(response.status().is_redirection());
+    assert_eq!(response.headers()["location"], "/ops/ui");
+    for (path, content_type, needle) in [
+        ("/ops/ui", "text/html", "<table class=\"timeline\">"),
+        ("/ops/ui/app.js", "text/javascript", "/ops/executions"),
+        ("/ops/ui/app.css", "text/css", ".visit.failed"),
+    ] {
+        let response = router.clone().oneshot(get(path)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let headers = response.headers().clone();
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(content_type),
+            "{path}"
+        );
+        assert!(
+            headers["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("default-src 'none'"),
+            "{path}"
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(text.contains(needle), "{path}");
+    }
+    let (status, machines) = call(&f.system, get("/ops/state-machines")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        machines["state_machines"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("Approvals")),
+        "{machines}"
+    );
+}
+
+#[test]
+fn state_machines_in_the_data_directory_are_registered_and_bad_ones_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let machines = payops_local::workflows::local_machines_dir(dir.path());
+    std::fs::create_dir_all(&machines).unwrap();
+    std::fs::write(
+        machines.join("Hello.asl.json"),
+        r#"{"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true}}}"#,
+    )
+    .unwrap();
+    std::fs::write(machines.join("notes.txt"), "not a definition").unwrap();
+    let clock = Arc::new(ManualClock::new("2026-11-22T00:00:00Z".parse().unwrap()));
+    let (system, _workers) = System::build(dir.path(), clock.clone()).unwrap();
+    assert!(
+        system
+            .executor
+            .state_machines()
+            .contains(&"Hello".to_owned())
+    );
+    drop(system);
+
+    std::fs::write(
+        machines.join("Broken.asl.json"),
+        r#"{"StartAt": "A", "States": {"A": {"Type": "Teleport", "End": true}}}"#,
+    )
+    .unwrap();
+    let error = System::build(dir.path(), clock).err().unwrap().to_string();
+    assert!(error.contains("Broken.asl.json"), "{error}");
+    assert!(error.contains("Teleport"), "{error}");
+}

@@ -197,7 +197,10 @@ impl Batch {
             .to_owned();
         Ok(Batch {
             batch_id,
-            client_id: item.s("client_id").ok_or_else(|| corrupt("client_id"))?.to_owned(),
+            client_id: item
+                .s("client_id")
+                .ok_or_else(|| corrupt("client_id"))?
+                .to_owned(),
             status: item
                 .s("status")
                 .and_then(BatchStatus::parse)
@@ -206,7 +209,10 @@ impl Batch {
                 .s("source")
                 .and_then(Source::parse)
                 .ok_or_else(|| corrupt("source"))?,
-            format: item.s("format").ok_or_else(|| corrupt("format"))?.to_owned(),
+            format: item
+                .s("format")
+                .ok_or_else(|| corrupt("format"))?
+                .to_owned(),
             file_keys: item
                 .s("file_keys")
                 .map(|k| k.lines().map(str::to_owned).collect())
@@ -229,7 +235,10 @@ impl Batch {
             rejections_key: item.s("rejections_key").map(str::to_owned),
             content_sha256: item.s("content_sha256").map(str::to_owned),
             task_token: item.s("task_token").map(str::to_owned),
-            notified: item.get("notified").and_then(|v| v.as_bool()).unwrap_or(false),
+            notified: item
+                .get("notified")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
         })
     }
 
@@ -295,10 +304,12 @@ impl Debts {
     }
 
     pub async fn require_batch(&self, batch_id: &str) -> Result<Batch, DebtsError> {
-        self.batch(batch_id).await?.ok_or_else(|| DebtsError::NotFound {
-            what: "batch",
-            id: batch_id.to_owned(),
-        })
+        self.batch(batch_id)
+            .await?
+            .ok_or_else(|| DebtsError::NotFound {
+                what: "batch",
+                id: batch_id.to_owned(),
+            })
     }
 
     /// The sub-batches of a batch, in order.

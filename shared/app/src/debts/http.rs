@@ -106,7 +106,11 @@ async fn list_batches(
         .filter(|c| layout::valid_client_id(c))
         .ok_or_else(|| ApiError::bad_request("client_id", "required: the client's id"))?;
     let page = state
-        .batches_of(&client, p.limit.unwrap_or(super::batch::BATCH_PAGE_MAX), p.cursor)
+        .batches_of(
+            &client,
+            p.limit.unwrap_or(super::batch::BATCH_PAGE_MAX),
+            p.cursor,
+        )
         .await
         .map_err(api_error)?;
     Ok(Json(page))
@@ -150,7 +154,9 @@ async fn set_client(
         .set_client_format(&id, &body.format)
         .await
         .map_err(api_error)?;
-    Ok(Json(serde_json::json!({"client_id": id, "format": body.format})))
+    Ok(Json(
+        serde_json::json!({"client_id": id, "format": body.format}),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,7 +174,10 @@ async fn upload(
         .client_id
         .filter(|c| layout::valid_client_id(c))
         .ok_or_else(|| {
-            ApiError::bad_request("client_id", "required: 1-64 letters, digits, '-', '_' or '.'")
+            ApiError::bad_request(
+                "client_id",
+                "required: 1-64 letters, digits, '-', '_' or '.'",
+            )
         })?;
     let batch_id = format!("u_{}", uuid::Uuid::now_v7().simple());
     let mut stream = body.into_data_stream();
@@ -190,7 +199,12 @@ async fn upload(
         put_part(&state, &key, part.freeze()).await?;
         keys.push(key);
     }
-    tracing::info!(batch_id, bytes = total, parts = keys.len(), "debt file uploaded");
+    tracing::info!(
+        batch_id,
+        bytes = total,
+        parts = keys.len(),
+        "debt file uploaded"
+    );
     let batch = state
         .receive_file(
             &batch_id,

@@ -65,7 +65,12 @@ impl Debts {
             .await
         {
             Ok(()) => {
-                tracing::info!(batch_id, client_id, source = source.as_str(), "debt batch received");
+                tracing::info!(
+                    batch_id,
+                    client_id,
+                    source = source.as_str(),
+                    "debt batch received"
+                );
                 batch
             }
             Err(TableError::ConditionFailed) => self.require_batch(batch_id).await?,

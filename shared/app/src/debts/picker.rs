@@ -79,7 +79,10 @@ impl Debts {
             .map(Vec::as_slice)
             .unwrap_or_default();
         for record in records {
-            let name = record.get("eventName").and_then(Value::as_str).unwrap_or("");
+            let name = record
+                .get("eventName")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if !name.starts_with("ObjectCreated") {
                 continue;
             }
@@ -89,7 +92,10 @@ impl Debts {
             };
             let key = decode_key(raw_key)?;
             let Some(client_id) = client_of_key(&key) else {
-                tracing::warn!(key, "file in the debts inbox outside a client folder; ignored");
+                tracing::warn!(
+                    key,
+                    "file in the debts inbox outside a client folder; ignored"
+                );
                 continue;
             };
             let sequencer = object

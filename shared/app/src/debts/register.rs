@@ -180,7 +180,9 @@ impl Debts {
             lines: report.lines,
             accepted,
             rejected: rejected_lines,
-            first_time: self.finish_sub_batch(m, report.lines, accepted, rejected_lines).await?,
+            first_time: self
+                .finish_sub_batch(m, report.lines, accepted, rejected_lines)
+                .await?,
         };
         if registered.first_time {
             self.line_metrics(m, &registered, started).await;
@@ -366,7 +368,9 @@ impl Debts {
         });
         match self.workflows.send_task_success(token, output).await {
             Ok(()) => Ok(()),
-            Err(crate::ports::WorkflowError::NotFound(_) | crate::ports::WorkflowError::Invalid(_)) => {
+            Err(
+                crate::ports::WorkflowError::NotFound(_) | crate::ports::WorkflowError::Invalid(_),
+            ) => {
                 // Already woken (or the execution ended): nothing left to do.
                 Ok(())
             }
@@ -390,7 +394,11 @@ impl Debts {
         stage.push(("stage".to_owned(), "register".to_owned()));
         let records = vec![
             record(METRIC_LINES_PROCESSED, Decimal::from(r.lines), dims.clone()),
-            record(METRIC_LINES_ACCEPTED, Decimal::from(r.accepted), dims.clone()),
+            record(
+                METRIC_LINES_ACCEPTED,
+                Decimal::from(r.accepted),
+                dims.clone(),
+            ),
             record(METRIC_LINES_REJECTED, Decimal::from(r.rejected), dims),
             record(
                 METRIC_STAGE_MS,

@@ -19,8 +19,8 @@ use super::batch::{Batch, BatchStatus, SubBatch};
 use super::layout;
 use super::register::SubBatchMessage;
 use super::{Debts, DebtsError};
-use crate::ports::{Condition, Item, OutgoingMessage, TableError, UpdateAction};
 use crate::ports::queue::QUEUE_BATCH_MESSAGES_MAX;
+use crate::ports::{Condition, Item, OutgoingMessage, TableError, UpdateAction};
 
 /// Bytes read from S3 per request.
 pub const SPLIT_READ_BYTES: u64 = 4 << 20;
@@ -72,7 +72,8 @@ impl Cutter {
     fn cut(&mut self) {
         if self.current_lines > 0 {
             let body = std::mem::take(&mut self.current);
-            self.full.push((self.current_first, self.current_lines, body));
+            self.full
+                .push((self.current_first, self.current_lines, body));
             self.current_lines = 0;
         }
     }
@@ -228,7 +229,11 @@ impl Debts {
         }
         self.transition(
             batch_id,
-            &[BatchStatus::Received, BatchStatus::Splitting, BatchStatus::Processing],
+            &[
+                BatchStatus::Received,
+                BatchStatus::Splitting,
+                BatchStatus::Processing,
+            ],
             BatchStatus::Splitting,
             vec![],
         )
@@ -266,7 +271,12 @@ impl Debts {
             )
             .await?;
         self.stage_metric(&batch, "split", started, now).await;
-        tracing::info!(batch_id, lines = scan.debt_lines, sub_batches, "debt file split");
+        tracing::info!(
+            batch_id,
+            lines = scan.debt_lines,
+            sub_batches,
+            "debt file split"
+        );
         Ok(SplitSummary {
             batch_id: batch_id.to_owned(),
             lines: scan.debt_lines,

@@ -70,7 +70,9 @@ impl TaskHandler for Steps {
                     self.state.fail(batch_id, error, cause).await?,
                 ))
             }
-            other => Err(HandlerError::Rejected(format!("step: unknown step {other:?}"))),
+            other => Err(HandlerError::Rejected(format!(
+                "step: unknown step {other:?}"
+            ))),
         }
     }
 }
@@ -79,7 +81,11 @@ impl TaskHandler for Steps {
 fn reason_of(cause: &str) -> String {
     let cause = serde_json::from_str::<Value>(cause)
         .ok()
-        .and_then(|v| v.get("errorMessage").and_then(Value::as_str).map(str::to_owned))
+        .and_then(|v| {
+            v.get("errorMessage")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
         .unwrap_or_else(|| cause.to_owned());
     let cause = ["rejected: ", "fatal: ", "retryable: "]
         .iter()
@@ -111,7 +117,8 @@ impl Debts {
     pub async fn rejections_csv(&self, batch_id: &str) -> Result<Vec<u8>, DebtsError> {
         let mut out = csv::Writer::from_writer(Vec::new());
         let csv_err = |e: csv::Error| DebtsError::Corrupt(format!("rejections CSV: {e}"));
-        out.write_record(["line", "field", "reason"]).map_err(csv_err)?;
+        out.write_record(["line", "field", "reason"])
+            .map_err(csv_err)?;
         let mut cursor = None;
         loop {
             let page = self
@@ -129,10 +136,13 @@ impl Debts {
                     _ => &[],
                 };
                 for p in problems {
-                    let crate::ports::Value::M(m) = p else { continue };
+                    let crate::ports::Value::M(m) = p else {
+                        continue;
+                    };
                     let field = m.get("field").and_then(|v| v.as_s()).unwrap_or_default();
                     let reason = m.get("reason").and_then(|v| v.as_s()).unwrap_or_default();
-                    out.write_record([line.as_str(), field, reason]).map_err(csv_err)?;
+                    out.write_record([line.as_str(), field, reason])
+                        .map_err(csv_err)?;
                 }
             }
             match page.cursor {
@@ -175,7 +185,8 @@ impl Debts {
                 ],
             )
             .await?;
-            self.stage_metric(&batch, "batch", batch.created_at, now).await;
+            self.stage_metric(&batch, "batch", batch.created_at, now)
+                .await;
         }
         let batch = self.require_batch(batch_id).await?;
         self.notify(&batch).await?;
@@ -183,7 +194,12 @@ impl Debts {
     }
 
     /// Fails a batch that cannot be processed, with the reason (idempotent).
-    pub async fn fail(&self, batch_id: &str, error: &str, cause: &str) -> Result<Batch, DebtsError> {
+    pub async fn fail(
+        &self,
+        batch_id: &str,
+        error: &str,
+        cause: &str,
+    ) -> Result<Batch, DebtsError> {
         let reason = reason_of(cause);
         let now = self.clock.now();
         let moved = self

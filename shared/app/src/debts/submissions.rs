@@ -170,7 +170,10 @@ pub(super) async fn add_lines(
         .n("lines")
         .and_then(|d| u64::try_from(d).ok())
         .unwrap_or(count);
-    let ttl = item.get("ttl").cloned().unwrap_or(crate::ports::Value::Null);
+    let ttl = item
+        .get("ttl")
+        .cloned()
+        .unwrap_or(crate::ports::Value::Null);
     let writes: Vec<Write> = lines
         .iter()
         .enumerate()
@@ -206,12 +209,13 @@ pub(super) async fn submit(
     match item.s("status") {
         Some("OPEN") | Some("SUBMITTED") => {}
         other => {
-            return Err(ApiError::conflict(format!(
-                "submission {id} is {other:?}"
-            )));
+            return Err(ApiError::conflict(format!("submission {id} is {other:?}")));
         }
     }
-    let key = state.write_submission(&id, &client).await.map_err(api_error)?;
+    let key = state
+        .write_submission(&id, &client)
+        .await
+        .map_err(api_error)?;
     state
         .table
         .update(

@@ -285,13 +285,13 @@ impl Checker {
                 f.loan_id,
                 f.employer_id,
                 day_text(f.expected_date),
-                f.amount,
+                money_text(f.amount, f.currency),
                 f.currency,
                 f.frequency.as_deref().unwrap_or(""),
                 f.schedule.as_deref().unwrap_or(""),
                 f.last_paid_on.map(day_text).unwrap_or_default(),
                 f.last_paid_amount
-                    .map(|a| a.to_string())
+                    .map(|a| money_text(a, f.currency))
                     .unwrap_or_default(),
             ));
         }
@@ -311,10 +311,12 @@ impl Checker {
                 f.loan_id,
                 f.employer_id,
                 day_text(f.expected_date),
-                f.amount,
+                money_text(f.amount, f.currency),
                 f.currency,
                 f.paid_on.map(day_text).unwrap_or_default(),
-                f.paid_amount.map(|a| a.to_string()).unwrap_or_default(),
+                f.paid_amount
+                    .map(|a| money_text(a, f.currency))
+                    .unwrap_or_default(),
             ));
         }
         self.state
@@ -323,6 +325,12 @@ impl Checker {
             .await?;
         Ok(())
     }
+}
+
+/// An amount with its currency's minor units (`300.00`), the same on every store (DynamoDB
+/// drops trailing zeros, SQLite keeps them).
+pub(crate) fn money_text(amount: rust_decimal::Decimal, currency: payops_core::Currency) -> String {
+    payops_core::money::format_places(amount, currency.minor_units())
 }
 
 fn missed_event(date: NaiveDate, f: &FlagRecord) -> Event {
@@ -334,7 +342,7 @@ fn missed_event(date: NaiveDate, f: &FlagRecord) -> Event {
             "loan_id": f.loan_id,
             "employer_id": f.employer_id,
             "expected_date": day_text(f.expected_date),
-            "expected_amount": f.amount.to_string(),
+            "expected_amount": money_text(f.amount, f.currency),
             "currency": f.currency.as_str(),
             "frequency": f.frequency,
             "checked_on": day_text(date),

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 
+use super::checker::money_text;
 use super::import::new_loan_from_json;
 use super::layout::LoanRecord;
 use super::store::{create_loan, read_history, read_loan};
@@ -90,7 +91,7 @@ impl LoanView {
             loan_id: loan.loan_id.clone(),
             borrower_id: loan.borrower_id.expose().clone(),
             employer_id: loan.employer_id.clone(),
-            amount: loan.amount.to_string(),
+            amount: money_text(loan.amount, loan.currency),
             currency: loan.currency.as_str().to_owned(),
             amount_tolerance: loan.tolerance.to_string(),
             status: loan.status.as_str(),
@@ -116,13 +117,13 @@ impl LoanView {
             missed_on: loan.missed_on.map(day),
             late_paid_on: loan.late_paid_on.map(day),
             last_paid_on: loan.last_paid_on.map(day),
-            last_paid_amount: loan.last_paid_amount.map(|a| a.to_string()),
+            last_paid_amount: loan.last_paid_amount.map(|a| money_text(a, loan.currency)),
             recent_history: history.entries[start..]
                 .iter()
                 .rev()
                 .map(|e| PaymentView {
                     date: day(e.date),
-                    amount: e.amount.to_string(),
+                    amount: money_text(e.amount, loan.currency),
                 })
                 .collect(),
         }

@@ -65,7 +65,7 @@ pub fn new_loan_from_fields(
     Ok(loan)
 }
 
-fn json_text<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<Option<String>, LoansError> {
+fn json_text(obj: &Map<String, Value>, field: &str) -> Result<Option<String>, LoansError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),

@@ -37,9 +37,6 @@ use payops_core::Secret;
 use payops_core::payroll::eta::ProviderRates;
 
 use crate::HandlerError;
-use crate::ports::provider::{
-    PROVIDER_RATE_PAYMENTS_PER_MIN_ENV, PROVIDER_RATE_WRITES_PER_MIN_ENV,
-};
 use crate::ports::{BlobError, Blobs, Clock, Queue, Table, TableError, Workflows};
 use crate::ports::{PaymentProvider, ProviderError};
 use crate::provider_http::HttpProvider;
@@ -97,7 +94,7 @@ impl Payroll {
                 .ok()
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| STATE_MACHINE_LOGICAL_ID.to_owned()),
-            rates: rates_from_env(),
+            rates: rates_of(RateLimits::from_resources(resources)?),
         })
     }
 }
@@ -128,7 +125,7 @@ impl Disbursement {
         let limiter = SharedLimiter::new(
             payroll.table.clone(),
             payroll.clock.clone(),
-            rate_limits(payroll.rates),
+            RateLimits::from_resources(resources)?.for_callers(),
         );
         Ok(Disbursement {
             provider: Arc::new(LimitedProvider::with_defaults(http, limiter)),
@@ -174,30 +171,12 @@ impl PaymentProvider for Unconfigured {
     }
 }
 
-/// One second's worth of tokens may be taken at once (at least one).
-pub fn rate_limits(rates: ProviderRates) -> RateLimits {
-    let rate = |per_min: u64| {
-        let per_min = u32::try_from(per_min).unwrap_or(u32::MAX);
-        (per_min > 0).then(|| Rate::per_min(per_min, (per_min / 60).max(1)))
-    };
-    RateLimits {
-        payments: rate(rates.payments_per_minute),
-        writes: rate(rates.account_writes_per_minute),
-        reads: None,
-    }
-}
-
-/// The provider's rates from the environment (0, unlimited, when unset or unreadable).
-pub fn rates_from_env() -> ProviderRates {
-    let read = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+/// The provider's rates per class as the estimate counts them (0: unlimited).
+pub fn rates_of(limits: RateLimits) -> ProviderRates {
+    let per_min = |r: Option<Rate>| r.map_or(0, |r| u64::from(r.per_min));
     ProviderRates {
-        account_writes_per_minute: read(PROVIDER_RATE_WRITES_PER_MIN_ENV),
-        payments_per_minute: read(PROVIDER_RATE_PAYMENTS_PER_MIN_ENV),
+        account_writes_per_minute: per_min(limits.writes),
+        payments_per_minute: per_min(limits.payments),
     }
 }
 

@@ -178,6 +178,16 @@ pub async fn apply(
     to: PaymentStatus,
     details: &MoveDetails,
 ) -> Result<MoveOutcome, PayrollAppError> {
+    // A redelivered event is recognised before anything else (its first delivery may have
+    // moved the payment, so the move would now look merely stale).
+    if let Some(event_id) = &details.event_id
+        && p.table
+            .get(&layout::webhook_event_key(event_id))
+            .await?
+            .is_some()
+    {
+        return Ok(MoveOutcome::Duplicate);
+    }
     for _ in 0..MOVE_ATTEMPTS_MAX {
         let Some(payment) = read_payment(p, batch_id, row).await? else {
             return Ok(MoveOutcome::UnknownPayment);

@@ -323,6 +323,13 @@ fn required<'t>(
     }
 }
 
+/// The header of a transactions CSV in canonical column order.
+pub const TRANSACTION_HEADER: &str =
+    "transaction_id,merchant_id,user_id,amount,currency,status,timestamp";
+/// The header of a fraud signals CSV in canonical column order.
+pub const FRAUD_HEADER: &str =
+    "fraud_signal_id,transaction_id,fraud_score,model_version,inference_time";
+
 /// The column positions of the transactions file.
 #[derive(Debug, Clone, Copy)]
 pub struct TransactionColumns {
@@ -336,6 +343,17 @@ pub struct TransactionColumns {
 }
 
 impl TransactionColumns {
+    /// The columns in the order of [`TRANSACTION_HEADER`].
+    pub const CANONICAL: TransactionColumns = TransactionColumns {
+        transaction_id: 0,
+        merchant_id: 1,
+        user_id: 2,
+        amount: 3,
+        currency: 4,
+        status: 5,
+        timestamp: 6,
+    };
+
     pub fn of(table: &TextTable) -> Result<Self, InputError> {
         Ok(TransactionColumns {
             transaction_id: table.column("transaction_id")?,
@@ -423,6 +441,15 @@ pub struct FraudColumns {
 }
 
 impl FraudColumns {
+    /// The columns in the order of [`FRAUD_HEADER`].
+    pub const CANONICAL: FraudColumns = FraudColumns {
+        fraud_signal_id: 0,
+        transaction_id: 1,
+        fraud_score: 2,
+        model_version: 3,
+        inference_time: 4,
+    };
+
     pub fn of(table: &TextTable) -> Result<Self, InputError> {
         Ok(FraudColumns {
             fraud_signal_id: table.column("fraud_signal_id")?,

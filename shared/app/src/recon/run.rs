@@ -63,6 +63,8 @@ pub struct RunOptions {
     pub threads: usize,
     /// The run's `reconciliation_timestamp`.
     pub run_at: DateTime<Utc>,
+    /// Only the batch index (no final merge, no KPIs): the bank's view alone.
+    pub batch_only: bool,
 }
 
 impl RunOptions {
@@ -73,6 +75,7 @@ impl RunOptions {
             partitions: PARTITIONS_DEFAULT,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             run_at,
+            batch_only: false,
         }
     }
 }
@@ -182,7 +185,8 @@ fn append<T>(into: &mut [Vec<T>], parts: Vec<Vec<T>>) {
 struct PartitionResult {
     partition: u32,
     batch: Vec<u8>,
-    final_rows: Vec<u8>,
+    /// `None` in a batch-only run.
+    final_rows: Option<Vec<u8>>,
     kpis: Vec<(String, MerchantKpis)>,
     summary: RunSummary,
 }
@@ -199,7 +203,9 @@ pub fn run_day(
     let mut files = part.files;
     let mut summary = part.summary;
     summary.merchants = part.kpis.len() as u64;
-    files.push(kpis_file(&part.kpis, &inputs.merchants, options.date)?);
+    if !options.batch_only {
+        files.push(kpis_file(&part.kpis, &inputs.merchants, options.date)?);
+    }
     Ok(DayOutput { files, summary })
 }
 
@@ -259,6 +265,7 @@ pub fn run_partitions(
                         options.tolerance,
                         day,
                         run_at_us,
+                        options.batch_only,
                     );
                     // A poisoned lock means another worker panicked; its result is missing
                     // and the count check below reports it.
@@ -291,8 +298,24 @@ fn reconcile_partition(
     tolerance: Decimal,
     day: i32,
     run_at_us: i64,
+    batch_only: bool,
 ) -> Result<PartitionResult, ReconError> {
     let (rows, stats) = reconcile(transactions, statements, tolerance);
+    let write_error = |source| ReconError::Write { partition, source };
+    let batch = write_batch(&rows, day).map_err(write_error)?;
+    let mut summary = summarize(&rows, stats);
+    summary.transaction_events = transactions.len() as u64;
+    summary.statement_lines = statements.len() as u64;
+    summary.fraud_signals = fraud.len() as u64;
+    if batch_only {
+        return Ok(PartitionResult {
+            partition,
+            batch,
+            final_rows: None,
+            kpis: Vec::new(),
+            summary,
+        });
+    }
     let scores = latest_fraud_scores(fraud);
     let mut kpis: HashMap<&str, MerchantKpis, FixedState> = HashMap::default();
     let finals: Vec<FinalRow<'_>> = rows
@@ -304,17 +327,11 @@ fn reconcile_partition(
             merged
         })
         .collect();
-    let write_error = |source| ReconError::Write { partition, source };
-    let batch = write_batch(&rows, day).map_err(write_error)?;
     let final_rows = write_final(&finals, day, run_at_us).map_err(write_error)?;
-    let mut summary = summarize(&rows, stats);
-    summary.transaction_events = transactions.len() as u64;
-    summary.statement_lines = statements.len() as u64;
-    summary.fraud_signals = fraud.len() as u64;
     Ok(PartitionResult {
         partition,
         batch,
-        final_rows,
+        final_rows: Some(final_rows),
         kpis: kpis.into_iter().map(|(m, k)| (m.to_owned(), k)).collect(),
         summary,
     })
@@ -373,11 +390,13 @@ fn assemble(results: Vec<PartitionResult>, options: &RunOptions) -> PartitionsOu
             key: part_key(BATCH_DATASET, options.date, r.partition),
             bytes: r.batch,
         });
-        files.push(OutputFile {
-            dataset: FINAL_DATASET,
-            key: part_key(FINAL_DATASET, options.date, r.partition),
-            bytes: r.final_rows,
-        });
+        if let Some(bytes) = r.final_rows {
+            files.push(OutputFile {
+                dataset: FINAL_DATASET,
+                key: part_key(FINAL_DATASET, options.date, r.partition),
+                bytes,
+            });
+        }
     }
     PartitionsOutput {
         files,

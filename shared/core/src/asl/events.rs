@@ -46,7 +46,11 @@ pub enum EventKind {
     TaskScheduled {
         resource: String,
         parameters: Value,
+        // Left out when absent (most tasks): history is written per task, and a missing
+        // Option reads back as None.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_seconds: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         heartbeat_seconds: Option<u64>,
     },
     TaskStarted {
@@ -217,6 +221,21 @@ mod tests {
                 .expect("serialises")
                 .contains("12345678901234567890.123456789")
         );
+    }
+
+    #[test]
+    fn absent_task_timeouts_are_left_out_and_read_back() {
+        let e = EventKind::TaskScheduled {
+            resource: "r".into(),
+            parameters: Value::Null,
+            timeout_seconds: None,
+            heartbeat_seconds: Some(5),
+        };
+        let text = serde_json::to_string(&e).expect("serialises");
+        assert!(!text.contains("timeout_seconds"), "{text}");
+        assert_eq!(serde_json::from_str::<EventKind>(&text).expect("reads"), e);
+        let old = r#"{"kind":"TaskScheduled","details":{"resource":"r","parameters":null,"timeout_seconds":null,"heartbeat_seconds":5}}"#;
+        assert_eq!(serde_json::from_str::<EventKind>(old).expect("reads"), e);
     }
 
     #[test]

@@ -83,9 +83,7 @@ impl ReferenceSet {
                     _ => self.insert_slow(reference, line),
                 }
             }
-            Some(&(s, e, first)) if &self.arena[s as usize..e as usize] == reference => {
-                Some(first)
-            }
+            Some(&(s, e, first)) if &self.arena[s as usize..e as usize] == reference => Some(first),
             Some(_) => self.insert_slow(reference, line),
         }
     }

@@ -143,7 +143,12 @@ mod tests {
 
     #[test]
     fn accepts_digits_and_mask_with_whitespace() {
-        for text in ["52998224725", "529.982.247-25", "  529.982.247-25\t", "11144477735"] {
+        for text in [
+            "52998224725",
+            "529.982.247-25",
+            "  529.982.247-25\t",
+            "11144477735",
+        ] {
             assert!(Cpf::parse(text).is_ok(), "{text}");
         }
         let cpf = Cpf::parse(" 529.982.247-25 ").expect("valid");

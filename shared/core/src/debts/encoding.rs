@@ -91,7 +91,9 @@ pub fn decode<'a>(
         return std::str::from_utf8(bytes).map_err(|e| DecodeError::Utf8(e.valid_up_to()));
     }
     match encoding {
-        Encoding::Utf8 => std::str::from_utf8(bytes).map_err(|e| DecodeError::Utf8(e.valid_up_to())),
+        Encoding::Utf8 => {
+            std::str::from_utf8(bytes).map_err(|e| DecodeError::Utf8(e.valid_up_to()))
+        }
         Encoding::Latin1 => {
             scratch.clear();
             scratch.extend(bytes.iter().map(|&b| char::from(b)));

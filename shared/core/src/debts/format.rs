@@ -246,7 +246,9 @@ impl DebtFormat {
     pub fn plan(&self, header: Option<&str>) -> Result<Plan, HeaderError> {
         match &self.layout {
             Layout::FixedWidth { fields, .. } => {
-                let spans = fields.by_field().map(|s| (s.start - 1, s.start - 1 + s.width));
+                let spans = fields
+                    .by_field()
+                    .map(|s| (s.start - 1, s.start - 1 + s.width));
                 let min_chars = spans.iter().map(|s| s.1).max().unwrap_or(0);
                 Ok(Plan::Fixed { spans, min_chars })
             }
@@ -269,10 +271,8 @@ impl DebtFormat {
                     return Err(HeaderError::TooManyColumns(names.len()));
                 }
                 let mut index = [0usize; FIELD_COUNT];
-                for ((slot, field), column) in index
-                    .iter_mut()
-                    .zip(DebtField::ALL)
-                    .zip(columns.by_field())
+                for ((slot, field), column) in
+                    index.iter_mut().zip(DebtField::ALL).zip(columns.by_field())
                 {
                     *slot = match column {
                         Column::Position(p) => p - 1,
@@ -286,11 +286,7 @@ impl DebtFormat {
                             })?,
                     };
                 }
-                let fields_expected = if *has_header {
-                    Some(names.len())
-                } else {
-                    None
-                };
+                let fields_expected = if *has_header { Some(names.len()) } else { None };
                 let fields_min = index.iter().max().map_or(0, |m| m + 1);
                 Ok(Plan::Delimited {
                     delimiter,
@@ -411,9 +407,17 @@ mod tests {
     fn header_names_are_matched_ignoring_case_and_order() {
         let f = builtin_named("varejo-sp").expect("shipped");
         let plan = f
-            .plan(Some("loja;cpf;contrato;vencimento;Nome do Cliente;Valor em Aberto"))
+            .plan(Some(
+                "loja;cpf;contrato;vencimento;Nome do Cliente;Valor em Aberto",
+            ))
             .expect("fits");
-        assert!(matches!(plan, Plan::Delimited { index: [2, 4, 1, 5, 3], .. }));
+        assert!(matches!(
+            plan,
+            Plan::Delimited {
+                index: [2, 4, 1, 5, 3],
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -428,7 +432,8 @@ layout: {type: delimited, delimiter: ",", header: false,
 "#;
         let e = DebtFormat::from_yaml(by_name_without_header).unwrap_err();
         assert!(e.to_string().contains("need header: true"), "{e}");
-        let zero_position = by_name_without_header.replace("client_reference: ref", "client_reference: 0");
+        let zero_position =
+            by_name_without_header.replace("client_reference: ref", "client_reference: 0");
         let e = DebtFormat::from_yaml(&zero_position).unwrap_err();
         assert!(e.to_string().contains("position 0"), "{e}");
         let e = DebtFormat::from_yaml("name: [").unwrap_err();

@@ -86,14 +86,56 @@ impl Rng {
 }
 
 const FIRST_NAMES: &[&str] = &[
-    "Maria", "José", "Ana", "João", "Antônio", "Francisca", "Carlos", "Adriana", "Paulo",
-    "Juliana", "Lucas", "Márcia", "Luiz", "Fernanda", "Pedro", "Patrícia", "Marcos", "Aline",
-    "Gabriel", "Sandra", "Rafael", "Camila", "Daniel", "Conceição",
+    "Maria",
+    "José",
+    "Ana",
+    "João",
+    "Antônio",
+    "Francisca",
+    "Carlos",
+    "Adriana",
+    "Paulo",
+    "Juliana",
+    "Lucas",
+    "Márcia",
+    "Luiz",
+    "Fernanda",
+    "Pedro",
+    "Patrícia",
+    "Marcos",
+    "Aline",
+    "Gabriel",
+    "Sandra",
+    "Rafael",
+    "Camila",
+    "Daniel",
+    "Conceição",
 ];
 const LAST_NAMES: &[&str] = &[
-    "Silva", "Santos", "Oliveira", "Souza", "Rodrigues", "Ferreira", "Alves", "Pereira", "Lima",
-    "Gomes", "Ribeiro", "Carvalho", "Araújo", "Gonçalves", "Melo", "Barbosa", "Rocha", "Dias",
-    "Nascimento", "Andrade", "Moreira", "Nunes", "Mendes", "Assunção",
+    "Silva",
+    "Santos",
+    "Oliveira",
+    "Souza",
+    "Rodrigues",
+    "Ferreira",
+    "Alves",
+    "Pereira",
+    "Lima",
+    "Gomes",
+    "Ribeiro",
+    "Carvalho",
+    "Araújo",
+    "Gonçalves",
+    "Melo",
+    "Barbosa",
+    "Rocha",
+    "Dias",
+    "Nascimento",
+    "Andrade",
+    "Moreira",
+    "Nunes",
+    "Mendes",
+    "Assunção",
 ];
 
 /// One generated debt before it is written in a format.
@@ -104,13 +146,21 @@ pub struct GeneratedDebt {
 }
 
 /// The debts of a file, in order.
-pub fn debts(options: &GenerateOptions, format: &DebtFormat) -> impl Iterator<Item = GeneratedDebt> {
+pub fn debts(
+    options: &GenerateOptions,
+    format: &DebtFormat,
+) -> impl Iterator<Item = GeneratedDebt> {
     let mut rng = Rng(options.seed ^ 0xDEB7_5EED);
     let options = options.clone();
     let decimal = format.decimal;
-    let date_format = format.date_formats.first().copied().unwrap_or(DateFormat::Iso);
+    let date_format = format
+        .date_formats
+        .first()
+        .copied()
+        .unwrap_or(DateFormat::Iso);
     (0..options.lines).map(move |i| {
-        let defect = (options.defect_every > 0 && i % options.defect_every == options.defect_every - 1)
+        let defect = (options.defect_every > 0
+            && i % options.defect_every == options.defect_every - 1)
             .then(|| Defect::ALL[(i / options.defect_every) as usize % Defect::ALL.len()]);
         let reference = match defect {
             // Repeats the reference of the line before, which is in the same file.
@@ -131,8 +181,12 @@ pub fn debts(options: &GenerateOptions, format: &DebtFormat) -> impl Iterator<It
         let cpf = cpf_text(&mut rng, defect, i);
         let cents = 1_000 + rng.below(2_500_000) as i64;
         let amount = match defect {
-            Some(Defect::NegativeAmount) => format!("-{}", amount_text(Decimal::new(cents, 2), decimal)),
-            Some(Defect::ThreeDecimals) => format!("{}5", amount_text(Decimal::new(cents, 2), decimal)),
+            Some(Defect::NegativeAmount) => {
+                format!("-{}", amount_text(Decimal::new(cents, 2), decimal))
+            }
+            Some(Defect::ThreeDecimals) => {
+                format!("{}5", amount_text(Decimal::new(cents, 2), decimal))
+            }
             _ => amount_text(Decimal::new(cents, 2), decimal),
         };
         let date = match defect {
@@ -161,7 +215,11 @@ fn cpf_text(rng: &mut Rng, defect: Option<Defect>, i: u64) -> String {
     if defect == Some(Defect::LostLeadingZero) {
         base[0] = 0;
     }
-    base[8] = if base[..8].iter().all(|&d| d == base[0]) { (base[0] + 1) % 10 } else { base[8] };
+    base[8] = if base[..8].iter().all(|&d| d == base[0]) {
+        (base[0] + 1) % 10
+    } else {
+        base[8]
+    };
     // `base` is not all one digit (just ensured), so a CPF exists for it.
     let Ok(cpf) = Cpf::with_check_digits(base) else {
         return "111.111.111-11".into();
@@ -173,7 +231,7 @@ fn cpf_text(rng: &mut Rng, defect: Option<Defect>, i: u64) -> String {
             d[10] = b'0' + (d[10] - b'0' + 1) % 10;
             String::from_utf8(d).unwrap_or_default()
         }
-        _ if i % 2 == 0 => cpf.masked(),
+        _ if i.is_multiple_of(2) => cpf.masked(),
         _ => cpf.digits(),
     }
 }
@@ -254,7 +312,10 @@ pub fn header(format: &DebtFormat) -> Option<Vec<u8>> {
 pub fn write_line(format: &DebtFormat, debt: &GeneratedDebt, out: &mut Vec<u8>) {
     let text = match &format.layout {
         Layout::Delimited {
-            delimiter, columns, header, ..
+            delimiter,
+            columns,
+            header,
+            ..
         } => {
             let columns_by_field = [
                 &columns.client_reference,
@@ -295,7 +356,11 @@ pub fn write_line(format: &DebtFormat, debt: &GeneratedDebt, out: &mut Vec<u8>) 
                 fields.amount,
                 fields.missed_date,
             ];
-            let end = spans.iter().map(|s| s.start - 1 + s.width).max().unwrap_or(0);
+            let end = spans
+                .iter()
+                .map(|s| s.start - 1 + s.width)
+                .max()
+                .unwrap_or(0);
             let mut line: Vec<char> = vec![' '; end];
             for (span, value) in spans.iter().zip(&debt.fields) {
                 for (j, c) in value.chars().take(span.width).enumerate() {

@@ -113,9 +113,7 @@ impl LineParser {
                 let n = spans.len();
                 match fields_expected {
                     Some(expected) if n != *expected => {
-                        return line_error(format!(
-                            "has {n} fields; the header has {expected}"
-                        ));
+                        return line_error(format!("has {n} fields; the header has {expected}"));
                     }
                     None if n < *fields_min => {
                         return line_error(format!(
@@ -125,8 +123,7 @@ impl LineParser {
                     _ => {}
                 }
                 let mut out = [""; FIELD_COUNT];
-                for ((slot, &i), buf) in out.iter_mut().zip(index.iter()).zip(unquoted.iter_mut())
-                {
+                for ((slot, &i), buf) in out.iter_mut().zip(index.iter()).zip(unquoted.iter_mut()) {
                     let span = spans[i];
                     let field = &text[span.start..span.end];
                     *slot = if span.escaped {
@@ -288,9 +285,7 @@ fn validate<'a>(
     }
     if name.is_empty() {
         problem(DebtField::DebtorName, "is missing".into());
-    } else if name.len() > DEBTOR_NAME_CHARS_MAX
-        && name.chars().count() > DEBTOR_NAME_CHARS_MAX
-    {
+    } else if name.len() > DEBTOR_NAME_CHARS_MAX && name.chars().count() > DEBTOR_NAME_CHARS_MAX {
         problem(
             DebtField::DebtorName,
             format!("is longer than {DEBTOR_NAME_CHARS_MAX} characters"),

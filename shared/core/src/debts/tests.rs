@@ -40,41 +40,57 @@ fn the_default_format_accepts_good_lines() {
 #[test]
 fn every_rejection_reason_names_line_field_and_reason() {
     let lines = [
-        "R1,Ana,529.982.247-25,10.00,2026-01-01",  // 2: fine
-        "R1,Ana,529.982.247-25,10.00,2026-01-01",  // 3: duplicate reference
-        ",Ana,529.982.247-25,10.00,2026-01-01",    // 4: reference missing
-        "R4,,529.982.247-25,10.00,2026-01-01",     // 5: name missing
-        "R5,Ana,,10.00,2026-01-01",                // 6: cpf missing
-        "R6,Ana,5299822472,10.00,2026-01-01",      // 7: cpf lost a leading zero
-        "R7,Ana,529-982-247-25,10.00,2026-01-01",  // 8: cpf format
-        "R8,Ana,111.111.111-11,10.00,2026-01-01",  // 9: all same digits
-        "R9,Ana,529.982.247-26,10.00,2026-01-01",  // 10: check digits
-        "R10,Ana,529.982.247-25,,2026-01-01",      // 11: amount missing
-        "R11,Ana,529.982.247-25,ten,2026-01-01",   // 12: not a number
-        "R12,Ana,529.982.247-25,-3.00,2026-01-01", // 13: negative
-        "R13,Ana,529.982.247-25,0,2026-01-01",     // 14: zero
-        "R14,Ana,529.982.247-25,1.005,2026-01-01", // 15: three decimals
-        "R15,Ana,529.982.247-25,10.00,",           // 16: date missing
-        "R16,Ana,529.982.247-25,10.00,01/01/2026", // 17: date format
-        "R17,Ana,529.982.247-25,10.00,2026-02-29", // 18: not a real date
-        "R18,Ana,529.982.247-25,10.00,2026-11-23", // 19: in the future
-        "R19,Ana,529.982.247-25,10.00",            // 20: too few fields
+        "R1,Ana,529.982.247-25,10.00,2026-01-01",    // 2: fine
+        "R1,Ana,529.982.247-25,10.00,2026-01-01",    // 3: duplicate reference
+        ",Ana,529.982.247-25,10.00,2026-01-01",      // 4: reference missing
+        "R4,,529.982.247-25,10.00,2026-01-01",       // 5: name missing
+        "R5,Ana,,10.00,2026-01-01",                  // 6: cpf missing
+        "R6,Ana,5299822472,10.00,2026-01-01",        // 7: cpf lost a leading zero
+        "R7,Ana,529-982-247-25,10.00,2026-01-01",    // 8: cpf format
+        "R8,Ana,111.111.111-11,10.00,2026-01-01",    // 9: all same digits
+        "R9,Ana,529.982.247-26,10.00,2026-01-01",    // 10: check digits
+        "R10,Ana,529.982.247-25,,2026-01-01",        // 11: amount missing
+        "R11,Ana,529.982.247-25,ten,2026-01-01",     // 12: not a number
+        "R12,Ana,529.982.247-25,-3.00,2026-01-01",   // 13: negative
+        "R13,Ana,529.982.247-25,0,2026-01-01",       // 14: zero
+        "R14,Ana,529.982.247-25,1.005,2026-01-01",   // 15: three decimals
+        "R15,Ana,529.982.247-25,10.00,",             // 16: date missing
+        "R16,Ana,529.982.247-25,10.00,01/01/2026",   // 17: date format
+        "R17,Ana,529.982.247-25,10.00,2026-02-29",   // 18: not a real date
+        "R18,Ana,529.982.247-25,10.00,2026-11-23",   // 19: in the future
+        "R19,Ana,529.982.247-25,10.00",              // 20: too few fields
         "R20,\"Ana,529.982.247-25,10.00,2026-01-01", // 21: unterminated quote
     ];
     let text = format!("{HEADER}{}\n", lines.join("\n"));
     let report = check("default", text.as_bytes()).expect("processable");
     let got = reasons(&report);
     let expected: Vec<(u64, &str, &str)> = vec![
-        (3, "client_reference", "duplicates the client reference of line 2"),
+        (
+            3,
+            "client_reference",
+            "duplicates the client reference of line 2",
+        ),
         (4, "client_reference", "is missing"),
         (5, "debtor_name", "is missing"),
         (6, "cpf", "is missing"),
-        (7, "cpf", "has 10 digits; a leading zero may have been lost (spreadsheets drop it): write all 11 digits"),
+        (
+            7,
+            "cpf",
+            "has 10 digits; a leading zero may have been lost (spreadsheets drop it): write all 11 digits",
+        ),
         (8, "cpf", "must be 11 digits or the mask 000.000.000-00"),
-        (9, "cpf", "has all digits the same, which is not a valid CPF"),
+        (
+            9,
+            "cpf",
+            "has all digits the same, which is not a valid CPF",
+        ),
         (10, "cpf", "check digits do not match"),
         (11, "amount", "is missing"),
-        (12, "amount", "is not a number written as 1234.56 or 1,234.56"),
+        (
+            12,
+            "amount",
+            "is not a number written as 1234.56 or 1,234.56",
+        ),
         (13, "amount", "must be positive"),
         (14, "amount", "must be positive"),
         (15, "amount", "has 3 decimal places; at most 2 are allowed"),
@@ -83,7 +99,11 @@ fn every_rejection_reason_names_line_field_and_reason() {
         (18, "missed_date", "is not a real date"),
         (19, "missed_date", "is in the future (after 2026-11-22)"),
         (20, "line", "has 4 fields; the header has 5"),
-        (21, "line", "has an unterminated quote in field 2 (a quoted field cannot span lines)"),
+        (
+            21,
+            "line",
+            "has an unterminated quote in field 2 (a quoted field cannot span lines)",
+        ),
     ];
     assert_eq!(got, expected);
     assert_eq!((report.lines, report.accepted), (20, 1));
@@ -102,15 +122,24 @@ fn all_problems_of_a_line_are_reported() {
 #[test]
 fn files_that_cannot_be_processed() {
     assert_eq!(check("default", b""), Err(FileError::Empty));
-    assert_eq!(check("default", b"PK\x03\x04\x00\x00binary"), Err(FileError::Binary(4)));
+    assert_eq!(
+        check("default", b"PK\x03\x04\x00\x00binary"),
+        Err(FileError::Binary(4))
+    );
     assert_eq!(check("default", HEADER.as_bytes()), Err(FileError::NoDebts));
-    assert_eq!(check("default", b"\n\n"), Err(FileError::Header(HeaderError::MissingColumn {
-        field: DebtField::ClientReference,
-        column: "client_reference".into(),
-        found: "".into(),
-    })));
-    let wrong = check("default", b"ref;name;cpf;amount;date\nR1;Ana;529.982.247-25;10.00;2026-01-01\n")
-        .unwrap_err();
+    assert_eq!(
+        check("default", b"\n\n"),
+        Err(FileError::Header(HeaderError::MissingColumn {
+            field: DebtField::ClientReference,
+            column: "client_reference".into(),
+            found: "".into(),
+        }))
+    );
+    let wrong = check(
+        "default",
+        b"ref;name;cpf;amount;date\nR1;Ana;529.982.247-25;10.00;2026-01-01\n",
+    )
+    .unwrap_err();
     assert_eq!(
         wrong.to_string(),
         "wrong header: header has no column \"client_reference\" for client_reference (found: ref;name;cpf;amount;date)"
@@ -118,7 +147,10 @@ fn files_that_cannot_be_processed() {
     // A Windows-1252 header in a UTF-8 format.
     let mut latin = encode(Encoding::Windows1252, "contrato_nº");
     latin.extend_from_slice(b"\n");
-    assert!(matches!(check("default", &latin), Err(FileError::HeaderEncoding(_))));
+    assert!(matches!(
+        check("default", &latin),
+        Err(FileError::HeaderEncoding(_))
+    ));
 }
 
 #[test]
@@ -131,11 +163,18 @@ fn a_utf8_bom_is_not_part_of_the_first_column() {
 #[test]
 fn a_windows_1252_line_in_a_utf8_file_is_rejected_with_a_hint() {
     let mut text = HEADER.as_bytes().to_vec();
-    text.extend(encode(Encoding::Windows1252, "R1,João,529.982.247-25,10.00,2026-01-01\n"));
+    text.extend(encode(
+        Encoding::Windows1252,
+        "R1,João,529.982.247-25,10.00,2026-01-01\n",
+    ));
     let report = check("default", &text).expect("processable");
     assert_eq!(report.rejected.len(), 1);
     assert_eq!(report.rejected[0].field, Target::Line);
-    assert!(report.rejected[0].reason.contains("Windows-1252"), "{:?}", report.rejected);
+    assert!(
+        report.rejected[0].reason.contains("Windows-1252"),
+        "{:?}",
+        report.rejected
+    );
 }
 
 #[test]
@@ -152,7 +191,11 @@ fn the_retail_format_reads_windows_1252_and_decimal_comma() {
     splitter
         .feed(&text, |line| {
             if let Outcome::Accepted(d) = file.line(line)? {
-                names.push((d.debtor_name.to_owned(), d.amount.to_string(), d.missed_date));
+                names.push((
+                    d.debtor_name.to_owned(),
+                    d.amount.to_string(),
+                    d.missed_date,
+                ));
             }
             Ok::<_, FileError>(())
         })
@@ -169,7 +212,11 @@ fn the_retail_format_reads_windows_1252_and_decimal_comma() {
     assert_eq!(
         reasons(&report),
         vec![
-            (3, "amount", "is not a number written as 1234,56 or 1.234,56"),
+            (
+                3,
+                "amount",
+                "is not a number written as 1234,56 or 1.234,56"
+            ),
             (3, "missed_date", "is not a date written as dd/mm/yyyy"),
         ]
     );

@@ -216,15 +216,30 @@ mod tests {
     fn each_amount_reason() {
         let p = DecimalMark::Point;
         assert_eq!(parse_amount("  ", p), Err(AmountError::Missing));
-        assert!(matches!(parse_amount("12a", p), Err(AmountError::NotANumber(_))));
-        assert!(matches!(parse_amount("1.2.3", p), Err(AmountError::NotANumber(_))));
-        assert!(matches!(parse_amount(".", p), Err(AmountError::NotANumber(_))));
-        assert!(matches!(parse_amount("12,34.5", p), Err(AmountError::BadGrouping(_))));
+        assert!(matches!(
+            parse_amount("12a", p),
+            Err(AmountError::NotANumber(_))
+        ));
+        assert!(matches!(
+            parse_amount("1.2.3", p),
+            Err(AmountError::NotANumber(_))
+        ));
+        assert!(matches!(
+            parse_amount(".", p),
+            Err(AmountError::NotANumber(_))
+        ));
+        assert!(matches!(
+            parse_amount("12,34.5", p),
+            Err(AmountError::BadGrouping(_))
+        ));
         assert!(matches!(
             parse_amount("1.234,56", p),
             Err(AmountError::NotANumber(_))
         ));
-        assert_eq!(parse_amount("1.234", p), Err(AmountError::TooManyDecimals(3)));
+        assert_eq!(
+            parse_amount("1.234", p),
+            Err(AmountError::TooManyDecimals(3))
+        );
         assert_eq!(parse_amount("-5.00", p), Err(AmountError::NotPositive));
         assert_eq!(parse_amount("0.00", p), Err(AmountError::NotPositive));
         assert_eq!(
@@ -237,12 +252,30 @@ mod tests {
     fn dates_in_each_format() {
         let today = NaiveDate::from_ymd_opt(2026, 11, 22).expect("literal");
         let d = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).expect("literal");
-        assert_eq!(parse_date("2026-03-09", &[DateFormat::Iso], today), Ok(d(2026, 3, 9)));
-        assert_eq!(parse_date("09/03/2026", &[DateFormat::DaySlash], today), Ok(d(2026, 3, 9)));
-        assert_eq!(parse_date("09-03-2026", &[DateFormat::DayDash], today), Ok(d(2026, 3, 9)));
-        assert_eq!(parse_date("09.03.2026", &[DateFormat::DayDot], today), Ok(d(2026, 3, 9)));
-        assert_eq!(parse_date("09032026", &[DateFormat::DayCompact], today), Ok(d(2026, 3, 9)));
-        assert_eq!(parse_date("20260309", &[DateFormat::IsoCompact], today), Ok(d(2026, 3, 9)));
+        assert_eq!(
+            parse_date("2026-03-09", &[DateFormat::Iso], today),
+            Ok(d(2026, 3, 9))
+        );
+        assert_eq!(
+            parse_date("09/03/2026", &[DateFormat::DaySlash], today),
+            Ok(d(2026, 3, 9))
+        );
+        assert_eq!(
+            parse_date("09-03-2026", &[DateFormat::DayDash], today),
+            Ok(d(2026, 3, 9))
+        );
+        assert_eq!(
+            parse_date("09.03.2026", &[DateFormat::DayDot], today),
+            Ok(d(2026, 3, 9))
+        );
+        assert_eq!(
+            parse_date("09032026", &[DateFormat::DayCompact], today),
+            Ok(d(2026, 3, 9))
+        );
+        assert_eq!(
+            parse_date("20260309", &[DateFormat::IsoCompact], today),
+            Ok(d(2026, 3, 9))
+        );
         let both = [DateFormat::Iso, DateFormat::DaySlash];
         assert_eq!(parse_date("09/03/2026", &both, today), Ok(d(2026, 3, 9)));
         assert_eq!(parse_date("2026-11-22", &both, today), Ok(today));
@@ -257,8 +290,14 @@ mod tests {
             parse_date("22/11/2026", &iso, today),
             Err(DateError::BadFormat("yyyy-mm-dd".into()))
         );
-        assert_eq!(parse_date("2026-02-30", &iso, today), Err(DateError::NotARealDate));
-        assert_eq!(parse_date("2026-13-01", &iso, today), Err(DateError::NotARealDate));
+        assert_eq!(
+            parse_date("2026-02-30", &iso, today),
+            Err(DateError::NotARealDate)
+        );
+        assert_eq!(
+            parse_date("2026-13-01", &iso, today),
+            Err(DateError::NotARealDate)
+        );
         assert_eq!(
             parse_date("2026-11-23", &iso, today),
             Err(DateError::InTheFuture(today))

@@ -80,7 +80,7 @@ fn an_irregular_earner_gets_a_window_not_a_date() {
     let mut date = d(2025, 1, 2);
     let mut dates = vec![date];
     for g in gaps {
-        date = date + chrono::Duration::days(g as i64);
+        date += chrono::Duration::days(g as i64);
         dates.push(on_or_before_business_day(date));
     }
     let as_of = *dates.last().unwrap();

@@ -319,8 +319,7 @@ async fn start_provider_sandbox(
     } else {
         crate::sandbox::DEFAULT_SANDBOX_PORT
     });
-    let sandbox =
-        crate::sandbox::Sandbox::new(provider.config(Some(&options.data_dir)), clock)?;
+    let sandbox = crate::sandbox::Sandbox::new(provider.config(Some(&options.data_dir)), clock)?;
     Ok(Some(crate::sandbox::serve(sandbox, port, true).await?))
 }
 
@@ -362,8 +361,7 @@ pub async fn start_with(
             settings.push((name, per_min.to_string()));
         }
     }
-    let (system, workers) = match System::build_with_settings(&options.data_dir, clock, settings)
-    {
+    let (system, workers) = match System::build_with_settings(&options.data_dir, clock, settings) {
         Ok(built) => built,
         Err(e) => {
             if let Some(s) = provider_sandbox {

@@ -104,7 +104,7 @@ fn injected_fault(sb: &Sandbox, method: &Method) -> Fault {
     if rng.next_u64() % PPM >= ppm {
         return Fault::None;
     }
-    if *method == Method::POST && rng.next_u64() % 2 == 0 {
+    if *method == Method::POST && rng.next_u64().is_multiple_of(2) {
         Fault::After
     } else {
         Fault::Before

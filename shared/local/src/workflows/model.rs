@@ -262,8 +262,9 @@ pub struct TimestampText {
     len: usize,
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
-const TIMESTAMP_TEXT_BYTES_MAX: usize = 30;
+/// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` is 30; chrono's years beyond 0..=9999 take a sign and
+/// up to 6 digits.
+const TIMESTAMP_TEXT_BYTES_MAX: usize = 40;
 
 impl TimestampText {
     pub fn new(t: DateTime<Utc>) -> TimestampText {
