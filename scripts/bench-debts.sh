@@ -9,7 +9,7 @@
 # With E2E=1 it also times the end-to-end run (drop, split, transform, register, complete)
 # on the embedded store through `payops bench debts`, with peak RSS from /usr/bin/time -v.
 #
-#   scripts/bench-debts.sh          LINES=1000000 RUNS=3 by default
+#   scripts/bench-debts.sh          LINES=1000000 RUNS=3 by default; PAYOPS=path skips the build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,9 +19,13 @@ target=${CARGO_TARGET_DIR:-target}
 python=${PYTHON:-.venv/bin/python}
 today=2026-11-22
 
-echo "== build (release)" >&2
-cargo build --release -q -p payops-local --bin payops
-payops="$target/release/payops"
+if [ -n "${PAYOPS:-}" ]; then
+  payops=$PAYOPS   # a release binary built already
+else
+  echo "== build (release)" >&2
+  cargo build --release -q -p payops-local --bin payops
+  payops="$target/release/payops"
+fi
 
 if [ ! -x "$python" ]; then python3 -m venv .venv; python=.venv/bin/python; fi
 "$python" -c 'import pandas, brutils' 2>/dev/null ||

@@ -2,7 +2,9 @@
 //! per flow or concern.
 
 mod accounts;
+mod debts;
 mod demo;
 mod loans;
 mod payment_events;
 mod payroll;
+mod recon;

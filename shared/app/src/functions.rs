@@ -32,6 +32,11 @@ type Builder = fn(&dyn Resources) -> Result<Function, ResourceError>;
 
 /// Every function, by name.
 pub const FUNCTIONS: &[(&str, Builder)] = &[
+    ("recon-api", |r| {
+        Ok(Function::Http(crate::recon::http::router(
+            crate::recon::Recon::from_resources(r)?,
+        )))
+    }),
     ("recon-stream", |r| {
         Ok(Function::Sqs(Arc::new(
             crate::recon::Recon::from_resources(r)?.stream_processor(),

@@ -20,9 +20,7 @@ use payops_app::debts::{
     BatchStatus, Debts, DebtsConfig, Register, STATE_MACHINE_LOGICAL_ID, Source, layout,
 };
 use payops_app::handler::SqsHandler;
-use payops_app::ports::{
-    Blobs, Clock, ManualClock, Queue, ReceiveOptions, Table, WorkflowError, Workflows,
-};
+use payops_app::ports::{Clock, ManualClock, Queue, ReceiveOptions, WorkflowError, Workflows};
 use payops_aws::TimestreamMetrics;
 use serde_json::Value;
 use support::MotoHarness;
@@ -58,7 +56,9 @@ impl Workflows for RecordedWorkflows {
     async fn send_task_success(&self, token: &str, output: Value) -> Result<(), WorkflowError> {
         let mut done = self.succeeded.lock().expect("not poisoned");
         if done.iter().any(|(t, _)| t == token) {
-            return Err(WorkflowError::Invalid(format!("task {token} already closed")));
+            return Err(WorkflowError::Invalid(format!(
+                "task {token} already closed"
+            )));
         }
         done.push((token.to_owned(), output));
         Ok(())
@@ -178,13 +178,25 @@ async fn a_batch_runs_on_dynamodb_s3_and_sqs_and_registers_each_debt_once() {
     e.put("inbox/debts/acme/a.csv", &text).await;
     let batch = e
         .debts
-        .receive_file("d_a", "acme", Source::Drop, None, vec!["inbox/debts/acme/a.csv".into()])
+        .receive_file(
+            "d_a",
+            "acme",
+            Source::Drop,
+            None,
+            vec!["inbox/debts/acme/a.csv".into()],
+        )
         .await
         .expect("received");
     assert_eq!(batch.status, BatchStatus::Received);
     // Received again (a redelivered S3 event): the same batch, no second execution.
     e.debts
-        .receive_file("d_a", "acme", Source::Drop, None, vec!["inbox/debts/acme/a.csv".into()])
+        .receive_file(
+            "d_a",
+            "acme",
+            Source::Drop,
+            None,
+            vec!["inbox/debts/acme/a.csv".into()],
+        )
         .await
         .expect("received again");
     assert_eq!(*e.workflows.started.lock().unwrap(), vec!["d_a".to_owned()]);
@@ -212,7 +224,10 @@ async fn a_batch_runs_on_dynamodb_s3_and_sqs_and_registers_each_debt_once() {
         .await
         .expect("receive");
     for m in &handles {
-        e.queue.change_visibility(&m.receipt_handle, 0).await.expect("visible");
+        e.queue
+            .change_visibility(&m.receipt_handle, 0)
+            .await
+            .expect("visible");
     }
     e.drain(true).await;
     let again = e.debts.require_batch("d_a").await.expect("batch");
@@ -224,7 +239,10 @@ async fn a_batch_runs_on_dynamodb_s3_and_sqs_and_registers_each_debt_once() {
     let csv = String::from_utf8(csv).expect("utf-8");
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "line,field,reason");
-    assert_eq!(lines[1], "7,client_reference,duplicates the client reference of line 2");
+    assert_eq!(
+        lines[1],
+        "7,client_reference,duplicates the client reference of line 2"
+    );
     assert!(lines[2..].iter().all(|l| l.starts_with("8,")), "{csv}");
     assert_eq!(lines.len(), 2 + 4, "line 8 has four problems: {csv}");
 
@@ -244,9 +262,12 @@ async fn a_batch_runs_on_dynamodb_s3_and_sqs_and_registers_each_debt_once() {
 #[tokio::test]
 async fn batches_list_newest_first_and_duplicates_are_refused_across_batches() {
     let e = env().await;
-    e.put("debts/uploads/acme/1.csv", &file(&["A1", "A2"])).await;
-    e.put("debts/uploads/acme/2.csv", &file(&["A2", "A3"])).await;
-    e.put("debts/uploads/acme/3.csv", &file(&["A1", "A2"])).await;
+    e.put("debts/uploads/acme/1.csv", &file(&["A1", "A2"]))
+        .await;
+    e.put("debts/uploads/acme/2.csv", &file(&["A2", "A3"]))
+        .await;
+    e.put("debts/uploads/acme/3.csv", &file(&["A1", "A2"]))
+        .await;
     for (id, key) in [("u_1", "1"), ("u_2", "2"), ("u_3", "3")] {
         e.debts
             .receive_file(
@@ -267,12 +288,17 @@ async fn batches_list_newest_first_and_duplicates_are_refused_across_batches() {
     assert_eq!((second.accepted, second.rejected), (1, 1));
     let csv = String::from_utf8(e.debts.rejections_csv("u_2").await.expect("csv")).expect("utf-8");
     assert!(
-        csv.contains("2,client_reference,\"is already registered for this client (batch u_1, line 2)\""),
+        csv.contains(
+            "2,client_reference,\"is already registered for this client (batch u_1, line 3)\""
+        ),
         "{csv}"
     );
     // Same content as the first file: refused before anything is registered.
     let err = e.debts.split("u_3").await.expect_err("a duplicate");
-    assert!(err.to_string().contains("batch u_1 had the same content"), "{err}");
+    assert!(
+        err.to_string().contains("batch u_1 had the same content"),
+        "{err}"
+    );
 
     let page = e.debts.batches_of("acme", 2, None).await.expect("list");
     let ids: Vec<&str> = page.batches.iter().map(|b| b.batch_id.as_str()).collect();
@@ -292,9 +318,18 @@ async fn s3_ranged_reads_return_the_asked_bytes() {
     e.put("inbox/debts/acme/r.csv", "0123456789").await;
     let blobs = &e.debts.blobs;
     let part = |o, l| async move { blobs.get_range("inbox/debts/acme/r.csv", o, l).await };
-    assert_eq!(part(0, 4).await.expect("get").expect("exists"), Bytes::from("0123"));
-    assert_eq!(part(8, 10).await.expect("get").expect("exists"), Bytes::from("89"));
-    assert_eq!(part(10, 4).await.expect("get").expect("exists"), Bytes::new());
+    assert_eq!(
+        part(0, 4).await.expect("get").expect("exists"),
+        Bytes::from("0123")
+    );
+    assert_eq!(
+        part(8, 10).await.expect("get").expect("exists"),
+        Bytes::from("89")
+    );
+    assert_eq!(
+        part(10, 4).await.expect("get").expect("exists"),
+        Bytes::new()
+    );
     assert!(
         blobs
             .get_range("inbox/debts/acme/none.csv", 0, 4)

@@ -78,8 +78,16 @@ async fn streaming_index_and_daily_batch_on_dynamodb_and_s3() {
     assert_eq!(t1.s("status"), Some("DECLINED"));
     assert_eq!(t1.n("amount"), Some("40.25".parse().expect("literal")));
     assert!(!format!("{t1:?}").contains("user_raw_77"));
-    let hourly = keys(blobs.as_ref(), "recon/stream/transactions/dt=2026-11-21/hour=03/").await;
-    assert_eq!(hourly.len(), 1, "a redelivered batch rewrites its own file: {hourly:?}");
+    let hourly = keys(
+        blobs.as_ref(),
+        "recon/stream/transactions/dt=2026-11-21/hour=03/",
+    )
+    .await;
+    assert_eq!(
+        hourly.len(),
+        1,
+        "a redelivered batch rewrites its own file: {hourly:?}"
+    );
 
     let daily = DailyBatch {
         blobs: blobs.clone(),

@@ -52,6 +52,8 @@ pub struct RunFigures {
     pub upload_ms: u64,
     /// Approval answered → every payment written and enqueued.
     pub materialised_ms: u64,
+    /// Approval answered → every payment created at the provider (none `UNPROCESSED`).
+    pub created_ms: u64,
     /// Upload start → batch COMPLETED (every payment settled, reports written).
     pub total_ms: u64,
     pub payments_per_second: f64,
@@ -123,6 +125,7 @@ async fn run_once(xml: &str, rows: u32) -> Result<RunFigures, PayrollBenchError>
     }
     let approved = Instant::now();
     let mut materialised_ms = 0;
+    let mut created_ms = 0;
     let deadline = started + Duration::from_millis(RUN_TIMEOUT_MS);
     loop {
         let batch = client
@@ -131,6 +134,16 @@ async fn run_once(xml: &str, rows: u32) -> Result<RunFigures, PayrollBenchError>
             .json()?;
         if materialised_ms == 0 && batch["status"] != "APPROVED" {
             materialised_ms = approved.elapsed().as_millis() as u64;
+        }
+        let unprocessed = batch["progress"]["counts"]["unprocessed"]
+            .as_u64()
+            .unwrap_or(0);
+        if created_ms == 0
+            && materialised_ms > 0
+            && batch["progress"].is_object()
+            && unprocessed == 0
+        {
+            created_ms = approved.elapsed().as_millis() as u64;
         }
         if batch["status"] == "COMPLETED" {
             let paid = batch["progress"]["paid_count"].as_u64().unwrap_or(0);
@@ -155,6 +168,7 @@ async fn run_once(xml: &str, rows: u32) -> Result<RunFigures, PayrollBenchError>
         rows,
         upload_ms,
         materialised_ms,
+        created_ms,
         total_ms: total.as_millis() as u64,
         payments_per_second: f64::from(rows) / total.as_secs_f64(),
     })
@@ -203,11 +217,12 @@ pub async fn run(args: &PayrollE2eArgs) -> Result<PayrollBenchReport, PayrollBen
 pub fn print(report: &PayrollBenchReport) {
     for (i, r) in report.runs.iter().enumerate() {
         println!(
-            "run {}: {} payments, upload {} ms, written {} ms after approval, completed in {:.1} s ({:.0} payments/s)",
+            "run {}: {} payments, upload {} ms, written {} ms and created at the provider {} ms after approval, completed in {:.1} s ({:.0} payments/s)",
             i + 1,
             r.rows,
             r.upload_ms,
             r.materialised_ms,
+            r.created_ms,
             r.total_ms as f64 / 1000.0,
             r.payments_per_second
         );

@@ -414,6 +414,9 @@ fn print_demo(report: &demo::DemoReport) {
     for dir in [&r.batch, &r.final_index, &r.kpis, &r.kpis_monthly] {
         println!("  {}", dir.display());
     }
+    if let Some(d) = &report.debts {
+        crate::cli_debts::print_demo(d);
+    }
 }
 
 fn print_bench(report: &bench::WebhookBenchReport) {

@@ -401,3 +401,111 @@ async fn print_stats(
     }
     Ok(())
 }
+
+/// One client's batch in `payops demo`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DebtsDemoBatch {
+    pub client: String,
+    pub format: String,
+    pub batch_id: String,
+    pub status: String,
+    pub lines: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    /// The rejected-lines CSV on disk (the local bucket's object).
+    pub rejections_csv: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DebtsDemo {
+    pub batches: Vec<DebtsDemoBatch>,
+}
+
+/// Lines of each demo client's file, and how often a client's mistake appears.
+const DEMO_LINES: u64 = 2_000;
+const DEMO_DEFECT_EVERY: u64 = 97;
+/// Longest wait for the demo's batches.
+const DEMO_TIMEOUT_MS: u64 = 120_000;
+
+/// `payops demo`: one client per shipped format drops a file with a few mistakes into the
+/// inbox; each batch is followed to its end.
+pub async fn demo(
+    running: &crate::runtime::Running,
+    data_dir: &Path,
+) -> Result<DebtsDemo, Box<dyn Error + Send + Sync>> {
+    use payops_app::debts::Debts;
+    let debts = Debts::from_resources(running.system.env.as_ref())?;
+    let now = chrono::Utc::now();
+    let today = bureau_today(now);
+    // A new seed each run: the same content again would be refused as a duplicate file.
+    let seed = now.timestamp_millis() as u64;
+    let mut dropped = Vec::new();
+    for format in builtin() {
+        let client = format!("demo-{}", format.name);
+        debts.set_client_format(&client, &format.name).await?;
+        let options = GenerateOptions {
+            lines: DEMO_LINES,
+            seed,
+            today,
+            defect_every: DEMO_DEFECT_EVERY,
+            // Short: the fixed-width layout keeps 15 characters of the reference.
+            reference_prefix: format!("D{}", seed % 100_000),
+        };
+        let dir = data_dir
+            .join(crate::runtime::inbox::INBOX_DIR)
+            .join("debts")
+            .join(&client);
+        std::fs::create_dir_all(&dir)?;
+        let staging = dir.join(format!(".{seed}.tmp"));
+        write_generated(&options, &format, &staging)?;
+        std::fs::rename(&staging, dir.join(format!("debts-{seed}.txt")))?;
+        dropped.push((client, format.name.clone()));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(DEMO_TIMEOUT_MS);
+    let local_blobs = running.system.env.store.blobs(crate::env::LOCAL_BUCKET);
+    let mut out = Vec::new();
+    for (client, format) in dropped {
+        let batch = loop {
+            let page = debts.batches_of(&client, 1, None).await?;
+            if let Some(b) = page.batches.into_iter().next()
+                && b.status.is_final()
+                && b.created_at >= now
+            {
+                break b;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("the demo batch of {client} did not finish in time").into());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        let rejections_csv = match &batch.rejections_key {
+            Some(key) => local_blobs.path_of(key).await?,
+            None => None,
+        };
+        out.push(DebtsDemoBatch {
+            client,
+            format,
+            batch_id: batch.batch_id,
+            status: batch.status.as_str().to_owned(),
+            lines: batch.received,
+            accepted: batch.accepted,
+            rejected: batch.rejected,
+            rejections_csv,
+        });
+    }
+    Ok(DebtsDemo { batches: out })
+}
+
+/// The demo's lines for the debt intake.
+pub fn print_demo(demo: &DebtsDemo) {
+    println!("debt intake: one client per format, a file each dropped into the inbox:");
+    for b in &demo.batches {
+        println!(
+            "  {:<22} {:<15} {} {}: {} lines, {} accepted, {} rejected",
+            b.client, b.format, b.batch_id, b.status, b.lines, b.accepted, b.rejected
+        );
+        if let Some(p) = &b.rejections_csv {
+            println!("    rejected lines: {}", p.display());
+        }
+    }
+}

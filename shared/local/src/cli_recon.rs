@@ -537,6 +537,14 @@ pub async fn demo(
         )
         .await?;
     let record = system.executor.wait_finished(&id).await?;
+    if record.status != crate::workflows::ExecutionStatus::Succeeded {
+        return Err(format!(
+            "the daily reconciliation ended {:?}: {}",
+            record.status,
+            record.cause.unwrap_or_default()
+        )
+        .into());
+    }
     let path = |key: String| crate::demo::object_path(data_dir, &key);
     let month = date.format("%Y-%m");
     Ok(ReconDemo {

@@ -29,7 +29,11 @@ pub const SANDBOX_API_KEY_ENV: &str = payops_app::ports::provider::PROVIDER_API_
 #[derive(Args, Debug, Clone)]
 pub struct SandboxArgs {
     /// The sandbox's port (default: 0 when `payops up --port 0`, else 3001).
-    #[arg(long = "provider-sandbox-port", env = "PAYOPS_PROVIDER_SANDBOX_PORT")]
+    #[arg(
+        id = "provider_sandbox_port",
+        long = "provider-sandbox-port",
+        env = "PAYOPS_PROVIDER_SANDBOX_PORT"
+    )]
     pub port: Option<u16>,
     /// Do not start a sandbox (point PAYOPS_PROVIDER_URL at a provider instead).
     #[arg(long = "no-provider-sandbox", env = "PAYOPS_NO_PROVIDER_SANDBOX")]
@@ -212,6 +216,34 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn up_takes_the_provider_flags_next_to_its_own_port() {
+        use clap::CommandFactory;
+        // Duplicate argument ids (both `port`) are caught here rather than at run time.
+        crate::cli::Cli::command().debug_assert();
+        let cli = crate::cli::Cli::try_parse_from([
+            "payops",
+            "up",
+            "--port",
+            "0",
+            "--provider-sandbox-port",
+            "4001",
+            "--provider-rate-payments-per-min",
+            "60",
+            "--provider-failure-rate",
+            "1%",
+        ])
+        .unwrap();
+        let crate::cli::Command::Up { port, provider } = cli.command else {
+            panic!("not up: {:?}", cli.command);
+        };
+        assert_eq!(port, 0);
+        assert_eq!(provider.port, Some(4001));
+        assert_eq!(provider.failure_ppm, 10_000);
+        assert_eq!(provider.limits().payments, Some(Rate::per_min(60, 1)));
+        assert_eq!(provider.limits().writes, None);
+    }
 
     #[test]
     fn fractions_parse_exactly_into_ppm() {

@@ -43,6 +43,9 @@ pub struct DemoReport {
     pub loans: crate::cli_loans::LoansDemo,
     /// Reconciliation: streaming index, daily workflow, Parquet datasets (issue 6).
     pub recon: crate::cli_recon::ReconDemo,
+    /// Debt intake: one client per shipped format (issue 5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debts: Option<crate::cli_debts::DebtsDemo>,
 }
 
 #[derive(Debug, Serialize)]
@@ -99,9 +102,13 @@ pub async fn run(options: &DemoOptions) -> Result<DemoReport, DemoError> {
     let result = match payment_events(options, &running).await {
         Ok(p) => match accounts(options, &running).await {
             Ok(a) => {
-                match crate::cli_loans::demo(&running.system.env, &running.base_url(), &options.data_dir)
-                    .await
-                    .map_err(|e| DemoError::Failed(format!("loans: {e}")))
+                match crate::cli_loans::demo(
+                    &running.system.env,
+                    &running.base_url(),
+                    &options.data_dir,
+                )
+                .await
+                .map_err(|e| DemoError::Failed(format!("loans: {e}")))
                 {
                     Ok(loans) => crate::cli_recon::demo(&running.system, &options.data_dir)
                         .await
@@ -111,12 +118,23 @@ pub async fn run(options: &DemoOptions) -> Result<DemoReport, DemoError> {
                             accounts: a,
                             loans,
                             recon,
+                            debts: None,
                         }),
                     Err(e) => Err(e),
                 }
             }
             Err(e) => Err(e),
         },
+        Err(e) => Err(e),
+    };
+    let result = match result {
+        Ok(mut report) => crate::cli_debts::demo(&running, &options.data_dir)
+            .await
+            .map(|d| {
+                report.debts = Some(d);
+                report
+            })
+            .map_err(|e| DemoError::Failed(format!("debts: {e}"))),
         Err(e) => Err(e),
     };
     running.stop().await?;

@@ -811,3 +811,32 @@ async fn the_consistency_check_reports_differences_without_overwriting_and_re_en
     drain(&f, "PayrollPaymentsQueue", &f.payments).await;
     assert_eq!(provider_payments(&f).len(), SAMPLE_ROWS);
 }
+
+#[tokio::test]
+async fn a_file_dropped_in_the_inbox_becomes_one_batch_even_if_notified_twice() {
+    let f = fixture();
+    f.payroll
+        .blobs
+        .put(
+            &format!("{}may.xml", payroll::INBOX_PREFIX),
+            bytes::Bytes::from(sample()),
+            "application/xml",
+        )
+        .await
+        .unwrap();
+    let inbox = payroll::InboxHandler::new(f.payroll.clone());
+    let q = f.system.env.local_queue("PayrollInboxQueue").unwrap();
+    let notification = q.peek(1).await.unwrap().remove(0).body;
+    assert_eq!(drain(&f, "PayrollInboxQueue", &inbox).await, 0);
+    // S3 delivers at least once: the same notification again.
+    q.send_batch(vec![payops_app::ports::OutgoingMessage::new(notification)])
+        .await
+        .unwrap();
+    assert_eq!(drain(&f, "PayrollInboxQueue", &inbox).await, 0);
+    let (_, list) = get(&f, "/payroll/batches").await;
+    let batches = list["batches"].as_array().unwrap();
+    assert_eq!(batches.len(), 1, "{list}");
+    assert_eq!(batches[0]["file_name"], "may.xml");
+    assert_eq!(batches[0]["status"], "AWAITING_APPROVAL");
+    assert_eq!(batches[0]["rows"], 426);
+}

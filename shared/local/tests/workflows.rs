@@ -219,6 +219,79 @@ async fn run_case(path: &PathBuf) -> Result<(), String> {
 
 #[tokio::test]
 async fn conformance_suite() {
+    conformance().await;
+}
+
+/// The same suite with the executor's frames and the test on different threads: `settled`
+/// and `next_timer` must never report a parked frame as idle before its timer is pending,
+/// or the test would stop moving the clock while the execution still waits (the Map hang
+/// once seen under a multi-threaded runtime).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite_on_many_threads() {
+    conformance().await;
+}
+
+const MAP_OF_WAITS: &str = r#"{
+  "StartAt": "Items",
+  "States": {
+    "Items": {
+      "Type": "Map",
+      "ItemProcessor": {
+        "StartAt": "Pause",
+        "States": {
+          "Pause": {"Type": "Wait", "SecondsPath": "$", "Next": "Done"},
+          "Done": {"Type": "Pass", "End": true}
+        }
+      },
+      "Next": "After"
+    },
+    "After": {"Type": "Wait", "Seconds": 1, "End": true}
+  }
+}"#;
+
+/// Map iterations parking on timers while the test, on another thread, waits for the
+/// execution to settle and jumps the clock to the next timer, until nothing is pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn map_iterations_parking_on_timers_never_look_idle_too_early() {
+    const ITEMS: i64 = 50;
+    const EXECUTIONS: usize = 10;
+    let h = harness(HashMap::new());
+    h.executor
+        .register_json("Waits", MAP_OF_WAITS, &HashMap::new())
+        .expect("valid definition");
+    let input = json!((1..=ITEMS).map(|i| i % 7 + 1).collect::<Vec<_>>());
+    for n in 0..EXECUTIONS {
+        let id = h
+            .executor
+            .start("Waits", &format!("waits-{n}"), input.clone())
+            .await
+            .expect("starts");
+        drain_timers(&h, &id).await;
+        let record = h
+            .executor
+            .describe(&id)
+            .await
+            .expect("describe")
+            .expect("exists");
+        let history = h.executor.execution_history(&id).await.expect("history");
+        let tail: Vec<String> = history
+            .iter()
+            .rev()
+            .take(6)
+            .map(|e| format!("{} {} {:?}", e.scope, e.event_type, e.event))
+            .collect();
+        assert_eq!(
+            record.status,
+            ExecutionStatus::Succeeded,
+            "execution {n} stopped moving: {:?} {:?}; next timer {:?}, last events {tail:#?}",
+            record.status,
+            record.error,
+            h.executor.next_timer()
+        );
+    }
+}
+
+async fn conformance() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/asl");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("tests/asl exists")

@@ -78,7 +78,7 @@ impl TaskHandler for Steps {
 }
 
 /// Step Functions' causes look like `rejected: the file is empty (0 bytes)`: keep the reason.
-fn reason_of(cause: &str) -> String {
+pub(crate) fn reason_of(cause: &str) -> String {
     let cause = serde_json::from_str::<Value>(cause)
         .ok()
         .and_then(|v| {

@@ -101,7 +101,9 @@ pub fn apply_payment(
         next.last_paid_amount = Some(amount.amount());
     }
     let dates = history.dates();
-    let schedule_plan = plan(&dates, loan.declared_schedule, paid_on);
+    // An event that arrives out of order must not plan from a truncated history.
+    let as_of = loan.last_paid_on.map_or(paid_on, |last| last.max(paid_on));
+    let schedule_plan = plan(&dates, loan.declared_schedule, as_of);
     apply_plan(&mut next, &schedule_plan);
     if !amount_matches(loan, amount) {
         // An instalment not paid in full: the expected date stands, so the checker flags it.
@@ -143,9 +145,9 @@ pub fn apply_payment(
     if covers {
         let after = match (loan.expected_date, schedule_plan.schedule) {
             (Some(expected), Some(_)) => expected.max(paid_on),
-            _ => paid_on,
+            _ => as_of,
         };
-        let cover_plan = if after == paid_on {
+        let cover_plan = if after == as_of {
             schedule_plan
         } else {
             plan(&dates, loan.declared_schedule, after)

@@ -83,8 +83,11 @@ impl PaymentsWorker {
                 &payment.loan_fingerprint,
             ),
         ];
-        let source = provider_id_of(p.table.get(&keys[0]).await?.as_ref());
-        let destination = provider_id_of(p.table.get(&keys[1]).await?.as_ref());
+        let found = p.table.batch_get(&keys).await?;
+        let id_at = |key: &crate::ports::Key| {
+            provider_id_of(found.iter().find(|i| i.key().as_ref() == Some(key)))
+        };
+        let (source, destination) = (id_at(&keys[0]), id_at(&keys[1]));
         let (Some(source), Some(destination)) = (source, destination) else {
             enqueue_employees(
                 p,
@@ -118,7 +121,8 @@ impl PaymentsWorker {
             failure_reason: created.failure_reason.clone(),
             event_id: None,
         };
-        match transitions::apply(p, &m.batch_id, m.row, to, &details).await? {
+        let known = Some(payment.clone());
+        match transitions::apply_from(p, &m.batch_id, m.row, known, to, &details).await? {
             MoveOutcome::Applied { to, .. } => Ok(Executed::Created { status: to }),
             // A webhook got there first.
             MoveOutcome::Stale { current } => Ok(Executed::Created { status: current }),

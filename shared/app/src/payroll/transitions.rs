@@ -178,22 +178,38 @@ pub async fn apply(
     to: PaymentStatus,
     details: &MoveDetails,
 ) -> Result<MoveOutcome, PayrollAppError> {
-    // A redelivered event is recognised before anything else (its first delivery may have
-    // moved the payment, so the move would now look merely stale).
-    if let Some(event_id) = &details.event_id
-        && p.table
-            .get(&layout::webhook_event_key(event_id))
-            .await?
-            .is_some()
-    {
-        return Ok(MoveOutcome::Duplicate);
-    }
+    apply_from(p, batch_id, row, None, to, details).await
+}
+
+/// As [`apply`], starting from a payment the caller has just read (saves one read; a stale
+/// copy only costs a retry, since the move is conditional on the status it read).
+pub async fn apply_from(
+    p: &Payroll,
+    batch_id: &str,
+    row: u32,
+    mut known: Option<PaymentRecord>,
+    to: PaymentStatus,
+    details: &MoveDetails,
+) -> Result<MoveOutcome, PayrollAppError> {
     for _ in 0..MOVE_ATTEMPTS_MAX {
-        let Some(payment) = read_payment(p, batch_id, row).await? else {
-            return Ok(MoveOutcome::UnknownPayment);
+        let payment = match known.take() {
+            Some(payment) => payment,
+            None => match read_payment(p, batch_id, row).await? {
+                Some(payment) => payment,
+                None => return Ok(MoveOutcome::UnknownPayment),
+            },
         };
         let from = payment.status;
         if !from.can_move_to(to) {
+            // A redelivery of the event that made this move is a duplicate, not a late report.
+            if let Some(event_id) = &details.event_id
+                && p.table
+                    .get(&layout::webhook_event_key(event_id))
+                    .await?
+                    .is_some()
+            {
+                return Ok(MoveOutcome::Duplicate);
+            }
             return Ok(MoveOutcome::Stale { current: from });
         }
         let now = layout::time_text(p.clock.now());

@@ -212,6 +212,25 @@ impl TextTable {
         P: Fn(&[&'t str]) -> Result<T, (&'static str, String)> + Sync,
         K: Fn(&T) -> &str + Sync,
     {
+        let all = vec![true; partitions.max(1) as usize];
+        self.parse_partitions(threads, partitions, &all, parse, key)
+    }
+
+    /// As [`TextTable::parse_partitioned`], keeping only the rows of the partitions `wanted`
+    /// marks (every row is still validated: a bad line fails every partition alike).
+    pub fn parse_partitions<'t, T, P, K>(
+        &'t self,
+        threads: usize,
+        partitions: u32,
+        wanted: &[bool],
+        parse: P,
+        key: K,
+    ) -> Result<Vec<Vec<T>>, InputError>
+    where
+        T: Send,
+        P: Fn(&[&'t str]) -> Result<T, (&'static str, String)> + Sync,
+        K: Fn(&T) -> &str + Sync,
+    {
         let chunks = self.chunks(threads);
         let per_chunk: Vec<Result<Vec<Vec<T>>, InputError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = chunks
@@ -219,7 +238,7 @@ impl TextTable {
                 .map(|range| {
                     let (parse, key) = (&parse, &key);
                     let range = range.clone();
-                    scope.spawn(move || self.parse_chunk(range, partitions, parse, key))
+                    scope.spawn(move || self.parse_chunk(range, partitions, wanted, parse, key))
                 })
                 .collect();
             handles
@@ -253,6 +272,7 @@ impl TextTable {
         &'t self,
         range: Range<usize>,
         partitions: u32,
+        wanted: &[bool],
         parse: &P,
         key: &K,
     ) -> Result<Vec<Vec<T>>, InputError>
@@ -299,8 +319,10 @@ impl TextTable {
                     reason,
                 }
             })?;
-            let p = partition_of(key(&row), partitions);
-            out[p as usize].push(row);
+            let p = partition_of(key(&row), partitions) as usize;
+            if wanted.get(p).copied().unwrap_or(false) {
+                out[p].push(row);
+            }
         }
         Ok(out)
     }

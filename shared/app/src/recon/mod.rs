@@ -7,12 +7,14 @@
 //! - [`daily`]: the daily batch index's tasks (function `recon-daily`, state machine
 //!   `statemachines/recon-daily.asl.json`);
 //! - [`reference`]: policies and merchant profiles, cached;
+//! - [`http`]: the API (function `recon-api`): reference data in, the streaming index out;
 //! - [`generate`]: realistic inputs.
 //!
 //! The rules themselves are in `payops_core::recon`.
 
 pub mod daily;
 pub mod generate;
+pub mod http;
 pub mod input;
 pub mod parquet;
 pub mod reference;

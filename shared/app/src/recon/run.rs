@@ -128,8 +128,14 @@ struct Parsed<'t> {
     fraud: Vec<Vec<FraudSignal<'t>>>,
 }
 
-fn parse_all<'t>(inputs: &'t DayInputs, options: &RunOptions) -> Result<Parsed<'t>, InputError> {
+fn parse_all<'t>(
+    inputs: &'t DayInputs,
+    options: &RunOptions,
+    which: &[u32],
+) -> Result<Parsed<'t>, InputError> {
     let (threads, partitions) = (options.threads, options.partitions);
+    let mut wanted = vec![false; partitions as usize];
+    which.iter().for_each(|p| wanted[*p as usize] = true);
     let mut parsed = Parsed {
         transactions: empty_partitions(partitions),
         statements: empty_partitions(partitions),
@@ -137,9 +143,10 @@ fn parse_all<'t>(inputs: &'t DayInputs, options: &RunOptions) -> Result<Parsed<'
     };
     for table in &inputs.transactions {
         let cols = TransactionColumns::of(table)?;
-        let parts = table.parse_partitioned(
+        let parts = table.parse_partitions(
             threads,
             partitions,
+            &wanted,
             |f| cols.parse(f),
             |t| t.transaction_id,
         )?;
@@ -147,9 +154,10 @@ fn parse_all<'t>(inputs: &'t DayInputs, options: &RunOptions) -> Result<Parsed<'
     }
     for table in &inputs.statements {
         let cols = StatementColumns::of(table)?;
-        let parts = table.parse_partitioned(
+        let parts = table.parse_partitions(
             threads,
             partitions,
+            &wanted,
             |f| cols.parse(f),
             |l| l.transaction_id,
         )?;
@@ -157,9 +165,10 @@ fn parse_all<'t>(inputs: &'t DayInputs, options: &RunOptions) -> Result<Parsed<'
     }
     for table in &inputs.fraud {
         let cols = FraudColumns::of(table)?;
-        let parts = table.parse_partitioned(
+        let parts = table.parse_partitions(
             threads,
             partitions,
+            &wanted,
             |f| cols.parse(f),
             |s| s.transaction_id,
         )?;
@@ -237,7 +246,7 @@ pub fn run_partitions(
             options.partitions
         )));
     }
-    let parsed = parse_all(inputs, options)?;
+    let parsed = parse_all(inputs, options, which)?;
     let ctx = MergeContext {
         masker,
         policies: &inputs.policies,

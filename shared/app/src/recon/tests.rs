@@ -248,3 +248,35 @@ fn no_raw_user_id_in_any_output_file() {
         }
     }
 }
+
+#[test]
+fn one_partition_alone_gives_that_partitions_files() {
+    let inputs = DayInputs {
+        transactions: vec![table("tx.csv", TRANSACTIONS)],
+        statements: vec![table("st.csv", STATEMENTS)],
+        fraud: vec![],
+        policies: vec![],
+        merchants: HashMap::new(),
+    };
+    let opts = options("0", 4);
+    let whole = run_day(&inputs, &masker(), &opts).expect("runs");
+    let mut total = 0;
+    for p in 0..4 {
+        let alone =
+            super::run::run_partitions(&inputs, &masker(), &opts, &[p]).expect("one partition");
+        assert_eq!(alone.files.len(), 2, "batch and final of partition {p}");
+        for f in &alone.files {
+            let same = whole
+                .files
+                .iter()
+                .find(|w| w.key == f.key)
+                .expect("same key");
+            assert!(same.bytes == f.bytes, "{} differs", f.key);
+        }
+        total += alone.summary.transactions + alone.summary.unmatched_statement_ids;
+    }
+    assert_eq!(total, 9);
+    let err =
+        super::run::run_partitions(&inputs, &masker(), &opts, &[4]).expect_err("out of range");
+    assert!(err.to_string().contains("partition 4"), "{err}");
+}

@@ -86,8 +86,9 @@ pub fn decode<'a>(
     if let Some(at) = memchr::memchr(0, bytes) {
         return Err(DecodeError::Nul(at));
     }
-    if bytes.is_ascii() {
-        // ASCII is valid in all three encodings and is the same text in each.
+    // ASCII is valid in all three encodings and is the same text in each; UTF-8 needs one
+    // validating pass either way.
+    if encoding == Encoding::Utf8 || bytes.is_ascii() {
         return std::str::from_utf8(bytes).map_err(|e| DecodeError::Utf8(e.valid_up_to()));
     }
     match encoding {

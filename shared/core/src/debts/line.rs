@@ -277,7 +277,9 @@ fn validate<'a>(
     };
     if reference.is_empty() {
         problem(DebtField::ClientReference, "is missing".into());
-    } else if reference.chars().count() > CLIENT_REFERENCE_CHARS_MAX {
+    } else if reference.len() > CLIENT_REFERENCE_CHARS_MAX
+        && reference.chars().count() > CLIENT_REFERENCE_CHARS_MAX
+    {
         problem(
             DebtField::ClientReference,
             format!("is longer than {CLIENT_REFERENCE_CHARS_MAX} characters"),

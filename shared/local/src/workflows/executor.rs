@@ -741,6 +741,8 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, guard: BusyGuard) {
     let frame = run_frame(Arc::clone(&inner), Arc::clone(&run), root, guard);
     // When the execution's deadline fires, the run is busy until its end is recorded.
     let fired = Arc::new(AtomicBool::new(false));
+    // The root frame's busy count, held until the end is recorded (see `run_frame`).
+    let mut root_busy = None;
     let ended = match run.deadline {
         Some(deadline) => {
             let (r, f) = (Arc::clone(&run), Arc::clone(&fired));
@@ -749,13 +751,21 @@ async fn drive(inner: Arc<Inner>, run: Arc<Run>, guard: BusyGuard) {
                 r.busy_inc();
             });
             tokio::select! {
-                r = frame => Ended::Done(r),
+                (r, busy) = frame => {
+                    root_busy = Some(busy);
+                    Ended::Done(r)
+                }
                 _ = inner.timers.sleep_until_with(deadline, Some(on_fire)) => Ended::TimedOut,
             }
         }
-        None => Ended::Done(frame.await),
+        None => {
+            let (r, busy) = frame.await;
+            root_busy = Some(busy);
+            Ended::Done(r)
+        }
     };
     finish(&inner, &run, ended).await;
+    drop(root_busy);
     if fired.load(Ordering::SeqCst) {
         run.busy_dec();
     }

@@ -297,9 +297,9 @@ impl TimestampText {
         out.put(t.second(), 2);
         if nanos != 0 {
             out.push(b'.');
-            if nanos % 1_000_000 == 0 {
+            if nanos.is_multiple_of(1_000_000) {
                 out.put(nanos / 1_000_000, 3);
-            } else if nanos % 1_000 == 0 {
+            } else if nanos.is_multiple_of(1_000) {
                 out.put(nanos / 1_000, 6);
             } else {
                 out.put(nanos, 9);
@@ -388,7 +388,7 @@ mod tests {
     #[test]
     fn a_chunk_written_by_push_all_reads_back_as_push_writes_it() {
         let now: DateTime<Utc> = "2026-11-22T03:04:05.5Z".parse().expect("timestamp");
-        let events = vec![
+        let events = [
             EventKind::MapIterationStarted { index: 3 },
             EventKind::TaskSucceeded {
                 resource: "arn:\"odd\"".into(),
@@ -397,8 +397,10 @@ mod tests {
             },
         ];
         let mut fast = ChunkBuilder::default();
-        fast.push_all(7, now, "Items/\"x\"", &events[..1]).expect("writes");
-        fast.push_all(8, now, "Items/\"x\"", &events[1..]).expect("writes");
+        fast.push_all(7, now, "Items/\"x\"", &events[..1])
+            .expect("writes");
+        fast.push_all(8, now, "Items/\"x\"", &events[1..])
+            .expect("writes");
         let mut slow = ChunkBuilder::default();
         for (i, event) in events.iter().enumerate() {
             slow.push(&HistoryEventRef {

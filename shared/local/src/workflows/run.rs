@@ -7,7 +7,7 @@
 //! contended by the frames themselves.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration as StdDuration, Instant};
 
@@ -129,39 +129,65 @@ pub(crate) struct Run {
     pub abort: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
-/// Marks a frame as waiting for an outside event; `busy` drops while it lives. Whoever wakes
-/// the frame (a timer, a token) marks it busy again at once, so the frame never looks idle
-/// between the event and its next poll.
+/// Marks a frame as waiting for an outside event; `busy` drops while it is parked. Whoever
+/// wakes the frame (a timer, a token) marks it busy again at once, so the frame never looks
+/// idle between the event and its next poll.
+///
+/// A frame registers its wake-ups (timers, a token) while still counted busy and only then
+/// parks: an observer on another thread (`settled`, `next_timer`) must never see it idle with
+/// its timer not yet pending. A wake-up that comes between the registration and the park
+/// keeps it busy.
 pub(crate) struct Parked {
     run: Arc<Run>,
-    woken: Arc<AtomicBool>,
+    state: Arc<AtomicU8>,
 }
 
+/// Not counted busy: waiting for a wake-up.
+const PARKED: u8 = 0;
+/// Counted busy, with no wake-up to handle (before its first park, or after `handled`).
+const AWAKE: u8 = 1;
+/// Counted busy because a wake-up came that the frame has not handled yet.
+const WOKEN: u8 = 2;
+
 impl Parked {
+    /// Parks at once: for a frame that only waits on frames counted busy themselves.
     fn new(run: &Arc<Run>) -> Parked {
         run.busy_dec();
         Parked {
             run: Arc::clone(run),
-            woken: Arc::new(AtomicBool::new(false)),
+            state: Arc::new(AtomicU8::new(PARKED)),
         }
     }
 
-    /// A guard that starts busy: the frame parks at its first `repark` (after registering
-    /// where its wake-ups come from, so none is lost in between).
+    /// A guard that starts busy: the frame parks at its first `park`, after registering
+    /// where its wake-ups come from, so none is lost in between.
     fn starting_busy(run: &Arc<Run>) -> Parked {
         Parked {
             run: Arc::clone(run),
-            woken: Arc::new(AtomicBool::new(true)),
+            state: Arc::new(AtomicU8::new(AWAKE)),
         }
     }
 
-    /// Marks the frame busy again (once, until the next `repark`).
+    /// Marks the frame busy (once, until it has handled the wake-up and parked again).
     pub fn wake_fn(&self) -> Wake {
         let run = Arc::clone(&self.run);
-        let woken = Arc::clone(&self.woken);
+        let state = Arc::clone(&self.state);
         Arc::new(move || {
-            if !woken.swap(true, Ordering::SeqCst) {
-                run.busy_inc();
+            loop {
+                let s = state.load(Ordering::SeqCst);
+                let next = match s {
+                    PARKED | AWAKE => WOKEN,
+                    _ => return,
+                };
+                if state
+                    .compare_exchange(s, next, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+                {
+                    if s == PARKED {
+                        run.busy_inc();
+                    }
+                    return;
+                }
             }
         })
     }
@@ -171,11 +197,23 @@ impl Parked {
         Box::new(move || wake())
     }
 
-    /// The frame handled a wake-up (a heartbeat) and waits again.
-    fn repark(&self) {
-        if self.woken.swap(false, Ordering::SeqCst) {
+    /// Parks the frame, unless a wake-up came that it has not handled yet (then the frame
+    /// stays busy: what woke it is ready to be taken).
+    fn park(&self) {
+        if self
+            .state
+            .compare_exchange(AWAKE, PARKED, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
             self.run.busy_dec();
         }
+    }
+
+    /// The frame took the wake-up (a heartbeat) and is about to register and park again.
+    fn handled(&self) {
+        let _ = self
+            .state
+            .compare_exchange(WOKEN, AWAKE, Ordering::SeqCst, Ordering::SeqCst);
     }
 }
 
@@ -184,7 +222,12 @@ pub(crate) type Wake = Arc<dyn Fn() + Send + Sync>;
 
 impl Drop for Parked {
     fn drop(&mut self) {
-        if !self.woken.swap(true, Ordering::SeqCst) {
+        // The frame runs on: counted busy again if it was parked.
+        if self
+            .state
+            .compare_exchange(PARKED, AWAKE, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
             self.run.busy_inc();
         }
     }
@@ -385,7 +428,7 @@ fn resolve_block<'d>(definition: &'d StateMachine, scope: &Scope) -> Result<&'d 
 }
 
 /// A running child frame: its slot, its frame id and, when done, its result.
-type ChildFuture = BoxFuture<'static, (usize, FrameId, Result<Value, Failure>)>;
+type ChildFuture = BoxFuture<'static, (usize, FrameId, Result<Value, Failure>, BusyGuard)>;
 
 /// What a frame does after a locked decision.
 enum Action<'d> {
@@ -414,13 +457,17 @@ pub(crate) fn run_frame(
     run: Arc<Run>,
     id: FrameId,
     guard: BusyGuard,
-) -> BoxFuture<'static, Result<Value, Failure>> {
+) -> FrameFuture {
     Box::pin(async move {
         let result = frame_loop(&inner, &run, id).await;
-        drop(guard);
-        result
+        // The guard goes back with the result: whoever waits on the frame drops it once it
+        // is counted busy itself, so the run never looks idle between the two.
+        (result, guard)
     })
 }
+
+/// A frame's result, with the busy count the frame held.
+pub(crate) type FrameFuture = BoxFuture<'static, (Result<Value, Failure>, BusyGuard)>;
 
 fn context<'a>(
     run: &'a Run,
@@ -515,11 +562,10 @@ async fn frame_loop(inner: &Arc<Inner>, run: &Arc<Run>, id: FrameId) -> Result<V
             Action::Sleep { until, durable } => {
                 run.checkpoint(inner, Some(durable), None).await;
                 {
-                    let parked = Parked::new(run);
-                    inner
-                        .timers
-                        .sleep_until_with(until, Some(parked.waker()))
-                        .await;
+                    let parked = Parked::starting_busy(run);
+                    let timer = inner.timers.register(until, Some(parked.waker()));
+                    parked.park();
+                    timer.wait().await;
                 }
                 let mut st = run.lock();
                 let now = inner.clock.now();
@@ -806,13 +852,12 @@ async fn invoke(
         None => call.await.map_err(Failure::from),
         Some(deadline) => {
             // A task with a timeout waits on the clock: it counts as parked.
-            let parked = Parked::new(run);
-            let timer = inner
-                .timers
-                .sleep_until_with(deadline, Some(parked.waker()));
+            let parked = Parked::starting_busy(run);
+            let timer = inner.timers.register(deadline, Some(parked.waker()));
+            parked.park();
             tokio::select! {
                 r = call => r.map_err(Failure::from),
-                _ = timer => Err(Failure::new(
+                _ = timer.wait() => Err(Failure::new(
                     names::TIMEOUT,
                     format!("the task did not finish within {timeout_seconds} seconds"),
                 )),
@@ -907,16 +952,20 @@ async fn token_wait(
     }
     let mut heartbeat_deadline = wait.heartbeat_deadline;
     let outcome = loop {
-        // Parks now (and again after a heartbeat woke the frame).
-        parked.repark();
+        // The timers first, then park (and again after a heartbeat woke the frame).
         let timeout = inner
             .timers
-            .sleep_until_with(wait.deadline, Some(parked.waker()));
-        let far = wait.deadline + Duration::seconds(1);
-        let beat = inner.timers.sleep_until_with(
-            heartbeat_deadline.unwrap_or(far),
-            heartbeat_deadline.map(|_| parked.waker()),
-        );
+            .register(wait.deadline, Some(parked.waker()))
+            .wait();
+        let beat = heartbeat_deadline.map(|d| inner.timers.register(d, Some(parked.waker())));
+        let has_beat = beat.is_some();
+        let beat = async move {
+            match beat {
+                Some(b) => b.wait().await,
+                None => std::future::pending().await,
+            }
+        };
+        parked.park();
         tokio::select! {
             o = &mut rx => match o {
                 Ok(o) => break outcome_of(o),
@@ -927,10 +976,11 @@ async fn token_wait(
                 },
             },
             _ = timeout => break timed_out(inner, &token, names::TIMEOUT, "the task was not completed within its TimeoutSeconds").await,
-            _ = beat, if heartbeat_deadline.is_some() => {
+            _ = beat, if has_beat => {
                 break timed_out(inner, &token, names::HEARTBEAT_TIMEOUT, "no heartbeat within HeartbeatSeconds").await;
             }
             _ = heartbeat.notified() => {
+                parked.handled();
                 let now = inner.clock.now();
                 heartbeat_deadline = wait.heartbeat_seconds.map(|h| now + Duration::seconds(h as i64));
                 let mut st = run.lock();
@@ -1090,7 +1140,7 @@ fn start_child(
     slot: usize,
     state: &payops_core::asl::State,
     label: &str,
-) -> Result<(FrameId, BoxFuture<'static, Result<Value, Failure>>), Failure> {
+) -> Result<(FrameId, FrameFuture), Failure> {
     let mut st = run.lock();
     let now = inner.clock.now();
     let child_id = st.next_frame_id;
@@ -1227,7 +1277,10 @@ async fn run_children(
     for (slot, child) in resumable {
         let guard = BusyGuard::new(run);
         let fut = run_frame(Arc::clone(inner), Arc::clone(run), child, guard);
-        running.push(Box::pin(async move { (slot, child, fut.await) }));
+        running.push(Box::pin(async move {
+            let (result, guard) = fut.await;
+            (slot, child, result, guard)
+        }));
     }
     let mut next_slot = 0usize;
     loop {
@@ -1243,19 +1296,28 @@ async fn run_children(
             let Some(slot) = pending else { break };
             next_slot = slot + 1;
             match start_child(inner, run, id, slot, state, label) {
-                Ok((child, fut)) => running.push(Box::pin(async move { (slot, child, fut.await) })),
+                Ok((child, fut)) => running.push(Box::pin(async move {
+                    let (result, guard) = fut.await;
+                    (slot, child, result, guard)
+                })),
                 Err(f) => {
                     cancel_children(inner, run, id);
                     return Err(f);
                 }
             }
         }
+        // No child left: done, without parking (parked with nothing to wait on, the run
+        // would look idle for a moment to another thread).
+        if running.is_empty() {
+            break;
+        }
         // While its children run, the parent waits on them (they count as busy themselves).
         let next = {
             let _parked = Parked::new(run);
             running.next().await
         };
-        let Some((slot, child, result)) = next else {
+        // The child's busy count lives until this iteration has handled its result.
+        let Some((slot, child, result, _child_busy)) = next else {
             break;
         };
         let failure = {

@@ -47,6 +47,21 @@ impl Drop for Registration<'_> {
     }
 }
 
+/// A registered timer; dropping it cancels the timer.
+pub struct TimerWait<'t> {
+    pending: Option<(oneshot::Receiver<()>, Registration<'t>)>,
+}
+
+impl TimerWait<'_> {
+    /// Completes when the timer fires.
+    pub async fn wait(self) {
+        if let Some((rx, _registration)) = self.pending {
+            // Err means the sender was dropped, which only happens after firing or removal.
+            let _ = rx.await;
+        }
+    }
+}
+
 impl Timers {
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         Timers {
@@ -68,20 +83,29 @@ impl Timers {
 
     /// Like `sleep_until`; `on_fire` runs when the timer fires (not when it is cancelled).
     pub async fn sleep_until_with(&self, deadline: DateTime<Utc>, on_fire: Option<OnFire>) {
+        self.register(deadline, on_fire).wait().await;
+    }
+
+    /// Registers a timer now (it shows in `next_deadline` before this returns) and returns
+    /// the wait for it. A frame registers its timers before it counts as parked: otherwise
+    /// an observer on another thread could see it idle with no timer pending, and conclude
+    /// that the execution is stuck. A deadline already passed gives a wait that is over.
+    pub fn register(&self, deadline: DateTime<Utc>, on_fire: Option<OnFire>) -> TimerWait<'_> {
         if self.clock.now() >= deadline {
-            return;
+            return TimerWait { pending: None };
         }
         let (tx, rx) = oneshot::channel();
         let key = (deadline, self.seq.fetch_add(1, Ordering::Relaxed));
         lock(&self.pending).insert(key, (tx, on_fire));
-        let _registration = Registration { timers: self, key };
+        let registration = Registration { timers: self, key };
         self.changed.notify_one();
         // The clock may have passed the deadline between the check and the insert.
         if self.clock.now() >= deadline {
-            return;
+            return TimerWait { pending: None };
         }
-        // Err means the sender was dropped, which only happens after firing or removal.
-        let _ = rx.await;
+        TimerWait {
+            pending: Some((rx, registration)),
+        }
     }
 
     /// Wakes every sleeper whose deadline has passed; returns how many.
@@ -159,6 +183,18 @@ mod tests {
         sleeper.await.expect("sleeper ends");
         // A past deadline returns at once.
         timers.sleep_until(start).await;
+    }
+
+    #[test]
+    fn a_registered_timer_is_pending_at_once_and_gone_when_dropped() {
+        let start = DateTime::from_timestamp(1_700_000_000, 0).expect("valid");
+        let timers = Timers::new(Arc::new(ManualClock::new(start)));
+        let wait = timers.register(start + Duration::seconds(3), None);
+        assert_eq!(timers.next_deadline(), Some(start + Duration::seconds(3)));
+        drop(wait);
+        assert_eq!(timers.pending(), 0);
+        let _past = timers.register(start, None);
+        assert_eq!(timers.pending(), 0, "a passed deadline registers nothing");
     }
 
     #[tokio::test]
