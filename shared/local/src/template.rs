@@ -66,6 +66,8 @@ pub struct StateMachineSpec {
     pub logical_id: String,
     pub definition_uri: String,
     pub substitutions: BTreeMap<String, String>,
+    /// `Schedule` events: EventBridge rules whose target is this state machine.
+    pub schedules: Vec<Trigger>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -203,22 +205,7 @@ fn function(id: &str, resource: &Value, props: &Value) -> Result<FunctionSpec, T
                     let batch_size = p.get("BatchSize").and_then(as_u32).unwrap_or(10) as usize;
                     triggers.push(Trigger::Sqs { queue, batch_size });
                 }
-                Some("Schedule" | "ScheduleV2") => {
-                    let key = if p.get("Schedule").is_some() {
-                        "Schedule"
-                    } else {
-                        "ScheduleExpression"
-                    };
-                    let expression = text(key)
-                        .ok_or_else(|| err(id, format!("event {name}: no schedule expression")))?;
-                    let schedule = Schedule::parse(&expression)
-                        .map_err(|e| err(id, format!("event {name}: {e}")))?;
-                    triggers.push(Trigger::Schedule {
-                        rule: name.to_owned(),
-                        expression,
-                        schedule,
-                    });
-                }
+                Some("Schedule" | "ScheduleV2") => triggers.push(schedule_trigger(id, name, &p)?),
                 other => {
                     return Err(err(
                         id,
@@ -277,6 +264,49 @@ fn notifications(id: &str, props: &Value) -> Result<Vec<BucketNotification>, Tem
         .collect()
 }
 
+/// A `Schedule`/`ScheduleV2` event of a function or a state machine.
+fn schedule_trigger(id: &str, name: &str, p: &Value) -> Result<Trigger, TemplateError> {
+    let key = if p.get("Schedule").is_some() {
+        "Schedule"
+    } else {
+        "ScheduleExpression"
+    };
+    let expression = p
+        .get(key)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| err(id, format!("event {name}: no schedule expression")))?;
+    let schedule =
+        Schedule::parse(&expression).map_err(|e| err(id, format!("event {name}: {e}")))?;
+    Ok(Trigger::Schedule {
+        rule: name.to_owned(),
+        expression,
+        schedule,
+    })
+}
+
+/// The schedules that start a state machine. EventBridge rules with other targets or event
+/// patterns are not run locally, so they are refused rather than ignored.
+fn state_machine_schedules(id: &str, props: &Value) -> Result<Vec<Trigger>, TemplateError> {
+    let mut schedules = Vec::new();
+    if let Some(events) = props.get("Events").and_then(Value::as_mapping) {
+        for (name, event) in events {
+            let name = name.as_str().unwrap_or_default();
+            let p = event.get("Properties").cloned().unwrap_or(Value::Null);
+            match event.get("Type").and_then(Value::as_str) {
+                Some("Schedule" | "ScheduleV2") => schedules.push(schedule_trigger(id, name, &p)?),
+                other => {
+                    return Err(err(
+                        id,
+                        format!("event {name}: trigger type {other:?} is not run locally"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(schedules)
+}
+
 fn state_machine(id: &str, props: &Value) -> Result<StateMachineSpec, TemplateError> {
     let definition_uri = props
         .get("DefinitionUri")
@@ -301,6 +331,7 @@ fn state_machine(id: &str, props: &Value) -> Result<StateMachineSpec, TemplateEr
         logical_id: id.to_owned(),
         definition_uri,
         substitutions,
+        schedules: state_machine_schedules(id, props)?,
     })
 }
 
@@ -393,6 +424,20 @@ mod tests {
                 main.display()
             );
         }
+    }
+
+    #[test]
+    fn reads_the_schedules_that_start_a_state_machine() {
+        let yaml = "Resources:\n  M:\n    Type: AWS::Serverless::StateMachine\n    Properties:\n      DefinitionUri: statemachines/m.asl.json\n      Events:\n        Nightly:\n          Type: Schedule\n          Properties: {Schedule: cron(0 2 * * ? *)}\n";
+        let t = Template::parse(yaml).unwrap();
+        assert!(
+            matches!(&t.state_machines[0].schedules[..], [Trigger::Schedule { rule, expression, .. }] if rule == "Nightly" && expression == "cron(0 2 * * ? *)"),
+            "{:?}",
+            t.state_machines
+        );
+        let bad = yaml.replace("Type: Schedule", "Type: EventBridgeRule");
+        let e = Template::parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("EventBridgeRule") && e.contains('M'), "{e}");
     }
 
     #[test]

@@ -299,3 +299,44 @@ async fn a_dropped_file_becomes_an_object_and_raises_the_s3_event() {
         "every file is uploaded; only .csv notifies"
     );
 }
+
+#[tokio::test]
+async fn a_scheduled_state_machine_starts_one_execution_per_tick_with_the_event_as_input() {
+    use payops_local::runtime::System;
+    use payops_local::workflows::ExecutionFilter;
+    let f = fixture();
+    let (system, _workers) = System::build(f._dir.path(), f.clock.clone()).unwrap();
+    let machine = system
+        .env
+        .template
+        .state_machines
+        .iter()
+        .find(|m| !m.schedules.is_empty())
+        .expect("template.yaml schedules at least one state machine")
+        .logical_id
+        .clone();
+    let first = system
+        .trigger(&machine, serde_json::json!({}))
+        .await
+        .unwrap();
+    // The same tick again (a restart at the wrong moment): the same execution, not a second.
+    let again = system
+        .trigger(&machine, serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!(first["executionArn"], again["executionArn"]);
+    let filter = ExecutionFilter {
+        state_machine: Some(machine.clone()),
+        ..Default::default()
+    };
+    let executions = system.executor.list_executions(&filter).await.unwrap();
+    assert_eq!(executions.len(), 1, "{executions:?}");
+    let id = first["executionArn"].as_str().unwrap();
+    let record = system.executor.describe(id).await.unwrap().unwrap();
+    assert_eq!(
+        record.input["detail-type"], "Scheduled Event",
+        "{:?}",
+        record.input
+    );
+    assert_eq!(record.input["time"], "2026-11-22T00:00:00Z");
+}

@@ -13,6 +13,7 @@
 //! One process owns a data directory at a time (a lock file), which is what makes releasing
 //! the previous run's in-flight queue messages at start-up safe.
 
+pub mod dynamodb_task;
 pub mod hr_ui;
 pub mod inbox;
 pub mod lock;
@@ -216,6 +217,26 @@ impl System {
                     event_functions.push((spec.binary.clone(), handler));
                 }
                 Function::Task(handler) => task_invoker.add_function(&spec.binary, handler),
+            }
+        }
+        // EventBridge rules whose target is a state machine start an execution per tick.
+        for machine in &env.template.state_machines {
+            let handler: Arc<dyn EventHandler> = Arc::new(scheduler::StartExecutionOnSchedule {
+                workflows: Arc::new(executor.clone()),
+                state_machine: machine.logical_id.clone(),
+            });
+            for trigger in &machine.schedules {
+                if let Trigger::Schedule { rule, schedule, .. } = trigger {
+                    workers.push(Worker::Schedule {
+                        function: machine.logical_id.clone(),
+                        rule: rule.clone(),
+                        schedule: schedule.clone(),
+                        handler: handler.clone(),
+                    });
+                }
+            }
+            if !machine.schedules.is_empty() {
+                event_functions.push((machine.logical_id.clone(), handler));
             }
         }
         let control = ops::Control {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Utc};
+use payops_app::error::HandlerError;
 use payops_app::handler::EventHandler;
 use payops_app::ports::Clock;
 use payops_core::schedule::Schedule;
@@ -76,4 +77,45 @@ pub fn scheduled_event(
     });
     // Every field above has the type the struct declares.
     serde_json::from_value(json).expect("a well-formed scheduled event")
+}
+
+/// The target of a scheduled rule that starts a state machine, as EventBridge does: the
+/// scheduled event is the execution's input. The execution is named after the rule and the
+/// tick, so a tick that fires twice (a restart at the wrong moment, a `payops trigger` in the
+/// same second) starts one execution, not two.
+pub struct StartExecutionOnSchedule {
+    pub workflows: Arc<dyn payops_app::ports::Workflows>,
+    pub state_machine: String,
+}
+
+#[async_trait::async_trait]
+impl EventHandler for StartExecutionOnSchedule {
+    async fn handle(
+        &self,
+        event: EventBridgeEvent<serde_json::Value>,
+    ) -> Result<serde_json::Value, HandlerError> {
+        let rule = event
+            .resources
+            .as_ref()
+            .and_then(|r| r.first())
+            .and_then(|arn| arn.rsplit('/').next())
+            .unwrap_or("schedule")
+            .to_owned();
+        let tick = event
+            .time
+            .map(|t| t.format("%Y%m%dT%H%M%SZ").to_string())
+            .unwrap_or_default();
+        let name = format!("{rule}-{tick}");
+        let mut input = serde_json::to_value(&event)
+            .map_err(|e| HandlerError::Fatal(format!("scheduled event as JSON: {e}")))?;
+        // The event id is per delivery; the execution's input must be the same for the same
+        // tick, or the re-fired tick would be refused as a different start under the same name.
+        input["id"] = serde_json::Value::String(name.clone());
+        let execution = self
+            .workflows
+            .start_execution(&self.state_machine, &name, input)
+            .await
+            .map_err(HandlerError::retryable)?;
+        Ok(serde_json::json!({ "executionArn": execution }))
+    }
 }
