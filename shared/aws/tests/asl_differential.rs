@@ -215,7 +215,7 @@ struct Outcome {
 }
 
 /// The local run: the outcome and the reply each Lambda call got, in call order.
-async fn run_local(case: &Case) -> (Outcome, Vec<Reply>) {
+async fn run_local(case: &Case, answer: Option<&TokenAnswer>) -> (Outcome, Vec<Reply>) {
     let h = harness(case.functions.clone());
     h.executor
         .register_json("case", &case.definition.to_string(), &HashMap::new())
@@ -225,6 +225,7 @@ async fn run_local(case: &Case) -> (Outcome, Vec<Reply>) {
         .start("case", LOCAL_EXECUTION_NAME, case.input.clone())
         .await
         .expect("the local execution starts");
+    let mut answered = Vec::new();
     for _ in 0..TIMER_STEPS_MAX {
         bounded(
             "the local execution to settle",
@@ -234,6 +235,11 @@ async fn run_local(case: &Case) -> (Outcome, Vec<Reply>) {
         let record = h.executor.describe(&id).await.expect("describe");
         if record.is_none_or(|r| r.status != ExecutionStatus::Running) {
             break;
+        }
+        if let Some(answer) = answer
+            && answer_local_tokens(&h, answer, &mut answered).await
+        {
+            continue;
         }
         match h.executor.next_timer() {
             Some(t) => {
@@ -477,6 +483,7 @@ async fn run_moto(
     client: &aws_sdk_sfn::Client,
     name: &str,
     case: &Case,
+    answer: Option<&TokenAnswer>,
 ) -> Result<Outcome, String> {
     let machine = client
         .create_state_machine()
@@ -498,6 +505,7 @@ async fn run_moto(
         .map_err(|e| format!("moto does not start the execution: {}", service_message(&e)))?;
     let execution = started.execution_arn();
     let deadline = Instant::now() + Duration::from_millis(MOTO_EXECUTION_TIMEOUT_MS);
+    let mut answered = Vec::new();
     let described = loop {
         let d = client
             .describe_execution()
@@ -507,6 +515,9 @@ async fn run_moto(
             .expect("describe execution");
         if d.status() != &SfnStatus::Running {
             break d;
+        }
+        if let Some(answer) = answer {
+            answer_moto_tokens(client, execution, answer, &mut answered).await;
         }
         assert!(
             Instant::now() < deadline,
@@ -599,6 +610,7 @@ fn differences(name: &str, local: &Outcome, moto: &Outcome) -> Vec<String> {
 // One thread, as in the local conformance suite (`payops-local --test workflows`).
 #[tokio::test]
 async fn local_executor_agrees_with_moto() {
+    let _serial = MOTO_LAMBDA_REPLIES.lock().await;
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../local/tests/asl");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("the conformance suite exists")
@@ -640,9 +652,9 @@ async fn local_executor_agrees_with_moto() {
         for f in &functions {
             create_function(f);
         }
-        let (local, replies) = run_local(&case).await;
+        let (local, replies) = run_local(&case, None).await;
         queue_replies(&replies);
-        let remote = run_moto(&client, name, &case).await;
+        let remote = run_moto(&client, name, &case, None).await;
         if let Some(f) = functions.first() {
             drain_replies(f);
         }
@@ -678,4 +690,300 @@ async fn local_executor_agrees_with_moto() {
             "every case is compared or excluded"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The state machines of statemachines/, as deployed by template.yaml.
+
+/// Both tests queue Lambda replies on moto's single per-region queue: one at a time.
+static MOTO_LAMBDA_REPLIES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The region of the fake ARNs and URLs the substitutions resolve to.
+const REGION: &str = "us-east-1";
+
+/// How a `.waitForTaskToken` task of a scenario is completed: the task token is read from the
+/// `field` of the Lambda payload (the local call, or moto's TaskScheduled parameters) and
+/// answered with SendTaskSuccess(`output`), as the approving person or the last sub-batch does.
+struct TokenAnswer {
+    field: &'static str,
+    output: Value,
+}
+
+/// A happy path through one definition of `statemachines/`, with the scripted replies of its
+/// functions (by logical id, in call order) and the states it must visit.
+struct Scenario {
+    file: &'static str,
+    input: Value,
+    functions: Value,
+    answer: Option<TokenAnswer>,
+    /// The top-level states the happy path visits, in order (checked on the local run, so a
+    /// definition edited out from under the scenario is noticed rather than compared blindly).
+    path: &'static [&'static str],
+}
+
+/// Definitions moto cannot run as AWS does, with the reason; they are still run on both
+/// sides and the test asserts they still differ, so the list stays honest.
+const MACHINE_KNOWN_MOTO_DIFFERENCES: &[(&str, &str)] = &[];
+
+fn scenarios() -> Vec<Scenario> {
+    let out = |v: Value| json!({ "output": v });
+    vec![
+        Scenario {
+            file: "payroll-batch.asl.json",
+            input: json!({"batch_id": "batch-1"}),
+            functions: json!({"PayrollWorkflowFunction": [
+                out(json!({"stored": true})),
+                out(json!({"payments": 3, "chunks": 1})),
+                out(json!({"complete": false, "done": 1, "payments": 3, "wait_seconds": 1})),
+                out(json!({"complete": true, "done": 3, "payments": 3, "wait_seconds": 0})),
+                out(json!({"reports": ["payments.csv", "failures.csv", "summary.csv"]})),
+            ]}),
+            answer: Some(TokenAnswer {
+                field: "task_token",
+                output: json!({"approved_by": "hr-1"}),
+            }),
+            path: &[
+                "AwaitApproval",
+                "Materialise",
+                "CheckProgress",
+                "Complete?",
+                "WaitForPayments",
+                "CheckProgress",
+                "Complete?",
+                "Finish",
+            ],
+        },
+        Scenario {
+            file: "debt-batch.asl.json",
+            input: json!({"batch_id": "debts-1"}),
+            functions: json!({"DebtsStepsFunction": [
+                out(json!({"lines": 10, "sub_batches": 2})),
+                out(json!({"parked": true})),
+                out(json!({"status": "COMPLETED_WITH_ERRORS", "accepted": 9, "rejected": 1})),
+            ]}),
+            answer: Some(TokenAnswer {
+                field: "token",
+                output: json!({"registered": 9}),
+            }),
+            path: &["SplitFile", "AwaitSubBatches", "Complete"],
+        },
+        Scenario {
+            file: "recon-daily.asl.json",
+            input: json!({"date": "2026-11-21"}),
+            functions: json!({"ReconDailyFunction": [
+                out(json!({"date": "2026-11-21"})),
+                out(json!({"date": "2026-11-21", "partitions": 2, "items": [
+                    {"date": "2026-11-21", "partition": 0, "partitions": 2},
+                    {"date": "2026-11-21", "partition": 1, "partitions": 2}
+                ]})),
+                // The two Map items call concurrently: identical replies, so the order in
+                // which either interpreter hands them out does not matter.
+                out(json!({"matched": 5})),
+                out(json!({"matched": 5})),
+                out(json!({"kpis": 1, "rollup": "2026-11"})),
+            ]}),
+            answer: None,
+            path: &["AwaitStatements", "Plan", "ReconcilePartitions", "Merge"],
+        },
+    ]
+}
+
+/// What a `${Name}` substitution of the template resolves to in the harness: a function's
+/// ARN, a queue's URL, a table's name (its logical id, as the local runtime names it).
+fn substitution_value(template: &payops_local::template::Template, logical_id: &str) -> String {
+    if template
+        .functions
+        .iter()
+        .any(|f| f.logical_id == logical_id)
+    {
+        format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{logical_id}")
+    } else if template.queues.iter().any(|q| q.logical_id == logical_id) {
+        format!("https://sqs.{REGION}.amazonaws.com/{ACCOUNT_ID}/{logical_id}")
+    } else if template.tables.iter().any(|t| t == logical_id) {
+        logical_id.to_owned()
+    } else {
+        panic!("substitution {logical_id}: not a function, queue or table of template.yaml")
+    }
+}
+
+/// The definition of `file` with the template's DefinitionSubstitutions applied.
+fn substituted_definition(template: &payops_local::template::Template, file: &str) -> Value {
+    let spec = template
+        .state_machines
+        .iter()
+        .find(|m| m.definition_uri.ends_with(file))
+        .unwrap_or_else(|| panic!("{file}: no state machine of template.yaml uses it"));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(&spec.definition_uri);
+    let mut text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for (name, logical_id) in &spec.substitutions {
+        text = text.replace(
+            &format!("${{{name}}}"),
+            &substitution_value(template, logical_id),
+        );
+    }
+    assert!(
+        !text.contains("${"),
+        "{file}: a ${{...}} placeholder has no DefinitionSubstitution in template.yaml"
+    );
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: not JSON: {e}"))
+}
+
+/// Answers the task tokens of local Lambda calls not answered yet; true if it answered one.
+async fn answer_local_tokens(
+    h: &harness::Harness,
+    answer: &TokenAnswer,
+    answered: &mut Vec<String>,
+) -> bool {
+    let tokens: Vec<String> = h
+        .script
+        .calls
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter_map(|(_, payload)| payload.get(answer.field)?.as_str().map(str::to_owned))
+        .filter(|t| !answered.contains(t))
+        .collect();
+    for token in &tokens {
+        h.executor
+            .send_task_success(token, answer.output.clone())
+            .await
+            .expect("the local executor takes the task token");
+        answered.push(token.clone());
+    }
+    !tokens.is_empty()
+}
+
+/// Answers the task tokens moto's TaskScheduled events carry in their Payload.
+async fn answer_moto_tokens(
+    client: &aws_sdk_sfn::Client,
+    execution: &str,
+    answer: &TokenAnswer,
+    answered: &mut Vec<String>,
+) {
+    let events = client
+        .get_execution_history()
+        .execution_arn(execution)
+        .max_results(1000)
+        .send()
+        .await
+        .expect("execution history");
+    for details in events
+        .events()
+        .iter()
+        .filter_map(|e| e.task_scheduled_event_details())
+    {
+        let Ok(parameters) = serde_json::from_str::<Value>(details.parameters()) else {
+            continue;
+        };
+        let Some(token) = parameters["Payload"][answer.field].as_str() else {
+            continue;
+        };
+        if answered.iter().any(|t| t == token) {
+            continue;
+        }
+        client
+            .send_task_success()
+            .task_token(token)
+            .output(answer.output.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("moto's SendTaskSuccess: {}", service_message(&e)));
+        answered.push(token.to_owned());
+    }
+}
+
+#[tokio::test]
+async fn every_state_machine_definition_agrees_with_moto() {
+    let _serial = MOTO_LAMBDA_REPLIES.lock().await;
+    let template = payops_local::template::Template::builtin().expect("template.yaml parses");
+    let scenarios = scenarios();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../statemachines");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .expect("statemachines/ exists")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".asl.json"))
+        .collect();
+    files.sort();
+    for file in &files {
+        assert!(
+            scenarios.iter().any(|s| s.file == file),
+            "{file}: no happy-path scenario in asl_differential.rs; add one"
+        );
+    }
+    for (listed, _) in MACHINE_KNOWN_MOTO_DIFFERENCES {
+        assert!(
+            files.iter().any(|f| f == listed),
+            "{listed} is listed but is not in statemachines/"
+        );
+    }
+    let env = payops_aws::AwsEnv::for_endpoint(&moto().endpoint).await;
+    let client = env.sfn().clone();
+    create_role();
+    let (mut agreed, mut known, mut failures) = (0, 0, Vec::new());
+    for scenario in &scenarios {
+        let name = scenario.file;
+        let case = Case {
+            definition: substituted_definition(&template, name),
+            input: scenario.input.clone(),
+            functions: serde_json::from_value(scenario.functions.clone())
+                .expect("scenario replies are lists"),
+        };
+        let mut functions = Vec::new();
+        function_names(&case.definition, &mut functions);
+        for f in &functions {
+            create_function(f);
+        }
+        let (local, replies) = run_local(&case, scenario.answer.as_ref()).await;
+        assert_eq!(
+            local.status, "SUCCEEDED",
+            "{name}: the happy path fails locally: {local:?}"
+        );
+        assert_eq!(
+            local.top_states, scenario.path,
+            "{name}: the happy path visits other states than the scenario expects"
+        );
+        queue_replies(&replies);
+        let remote = run_moto(
+            &client,
+            name.trim_end_matches(".asl.json"),
+            &case,
+            scenario.answer.as_ref(),
+        )
+        .await;
+        if let Some(f) = functions.first() {
+            drain_replies(f);
+        }
+        let diff = match &remote {
+            Ok(remote) => differences(name, &local, remote),
+            Err(why) => vec![why.clone()],
+        };
+        let known_reason = MACHINE_KNOWN_MOTO_DIFFERENCES
+            .iter()
+            .find(|(n, _)| *n == name);
+        match (diff.is_empty(), known_reason) {
+            (true, None) => agreed += 1,
+            (false, Some((_, why))) => {
+                eprintln!("{name}: known moto difference ({why}): {}", diff.join("; "));
+                known += 1;
+            }
+            (true, Some((_, why))) => failures.push(format!(
+                "{name}: listed as a known moto difference ({why}) but now agrees: remove it"
+            )),
+            (false, None) => failures.push(format!("{name}:\n    {}", diff.join("\n    "))),
+        }
+        eprintln!(
+            "compared {name}: {}",
+            if diff.is_empty() { "agree" } else { "differ" }
+        );
+    }
+    eprintln!(
+        "{} definitions: {agreed} agree, {known} known differences, {} failures",
+        scenarios.len(),
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(agreed + known, files.len(), "every definition is compared");
 }

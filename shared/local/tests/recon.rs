@@ -588,4 +588,99 @@ mod streaming_and_daily_workflow {
             .expect_err("unknown");
         assert_eq!(bad.error_type(), "Rejected");
     }
+
+    #[tokio::test]
+    async fn reference_data_by_api_then_the_index_of_a_transaction() {
+        use axum::body::Body;
+        use http::{Request, StatusCode};
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let now: DateTime<Utc> = "2026-11-22T01:30:00Z".parse().expect("time");
+        let (system, _workers) =
+            System::build(dir.path(), Arc::new(ManualClock::new(now))).expect("system");
+        let env = system.env.clone();
+        let Function::Http(api) = build("recon-api", env.as_ref()).expect("builds") else {
+            panic!("recon-api is an HTTP function");
+        };
+        let call = |request: Request<Body>| {
+            let api = api.clone();
+            async move {
+                let response = api.oneshot(request).await.expect("served");
+                let status = response.status();
+                let bytes = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .expect("body")
+                    .to_bytes();
+                (
+                    status,
+                    serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+                )
+            }
+        };
+        let put = |kind: &str, body: &'static str| {
+            Request::put(format!("/recon/reference/{kind}"))
+                .body(Body::from(body))
+                .expect("request")
+        };
+        let (status, body) = call(put(
+            "policies",
+            "policy_id,policy_type,rule_description,active_flag,threshold,currency,risk_levels\n\
+             kyc,KYC,KYC above 20,true,20,,\n",
+        ))
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["rows"], json!(1));
+        let (status, body) = call(put(
+            "merchants",
+            "merchant_id,merchant_name,risk_level,onboarding_date\nm_00001,Shop,EXTREME,2025-01-01\n",
+        ))
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("line 2: field risk_level")),
+            "{body}"
+        );
+        let (status, _) = call(put("limits", "a\n")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+
+        let Function::Sqs(stream) = build("recon-stream", env.as_ref()).expect("builds") else {
+            panic!("recon-stream is an SQS function");
+        };
+        let mut event = SqsEvent::default();
+        event.records = vec![message(
+            "m1",
+            tx(
+                "t7",
+                "user_secret_7",
+                "25.00",
+                "APPROVED",
+                "2026-11-21T10:00:00Z",
+            ),
+        )];
+        stream.handle(event).await.expect("handled");
+        let get = |id: &str| {
+            Request::get(format!("/recon/transactions/{id}"))
+                .body(Body::empty())
+                .expect("request")
+        };
+        let (status, body) = call(get("t7")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["status"], json!("APPROVED"));
+        assert_eq!(body["amount"], json!("25.00"));
+        assert_eq!(
+            body["policy_flags"],
+            json!(["KYC_REQUIRED"]),
+            "the policy put by API applies"
+        );
+        assert_eq!(body["compliance_assessment"], json!("REVIEW"));
+        assert!(!body.to_string().contains("user_secret"), "{body}");
+        let (status, _) = call(get("nope")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
 }

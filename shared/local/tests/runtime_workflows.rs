@@ -225,7 +225,8 @@ async fn the_ops_endpoints_start_list_and_show_executions() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
-/// SQS, EventBridge and (unsupported) DynamoDB Task states, by what the substitutions give.
+/// SQS, EventBridge and DynamoDB (on a table that does not exist) Task states, by what the
+/// substitutions give.
 const INTEGRATIONS: &str = r#"{
   "StartAt": "Send",
   "States": {
@@ -273,8 +274,11 @@ async fn sqs_and_events_tasks_reach_the_local_queue_and_bus_and_dynamodb_fails_c
     let record = ex.wait_finished(&id).await.unwrap();
 
     assert_eq!(record.status, ExecutionStatus::Failed, "{record:?}");
-    assert_eq!(record.error.as_deref(), Some("States.TaskFailed"));
-    assert!(record.cause.unwrap().contains("DynamoDB"));
+    assert_eq!(
+        record.error.as_deref(),
+        Some("DynamoDB.ResourceNotFoundException")
+    );
+    assert!(record.cause.unwrap().contains("Anything"));
 
     let queue = f.system.env.local_queue(&queue_id).unwrap();
     let received = queue
@@ -502,4 +506,172 @@ fn state_machines_in_the_data_directory_are_registered_and_bad_ones_named() {
     let error = System::build(dir.path(), clock).err().unwrap().to_string();
     assert!(error.contains("Broken.asl.json"), "{error}");
     assert!(error.contains("Teleport"), "{error}");
+}
+
+/// DynamoDB Task states on a catalogue table (named by the substitution, as `Ref: XTable`
+/// gives it): a conditional put, an update with arithmetic and `ReturnValues`, a get, and a
+/// second conditional put whose failure a Catch on `DynamoDB.ConditionalCheckFailedException`
+/// handles.
+const DYNAMODB: &str = r##"{
+  "StartAt": "Create",
+  "States": {
+    "Create": {
+      "Type": "Task",
+      "Resource": "arn:aws:states:::dynamodb:putItem",
+      "Parameters": {
+        "TableName": "${Table}",
+        "Item": {
+          "pk": {"S.$": "States.Format('WF#{}', $.id)"},
+          "sk": {"S": "COUNTER"},
+          "count": {"N": "0"},
+          "tags": {"L": [{"S": "a"}, {"BOOL": true}]},
+          "note": {"NULL": true}
+        },
+        "ConditionExpression": "attribute_not_exists(pk)"
+      },
+      "ResultPath": "$.created",
+      "Next": "Bump"
+    },
+    "Bump": {
+      "Type": "Task",
+      "Resource": "arn:aws:states:::dynamodb:updateItem",
+      "Parameters": {
+        "TableName": "${Table}",
+        "Key": {"pk": {"S.$": "States.Format('WF#{}', $.id)"}, "sk": {"S": "COUNTER"}},
+        "UpdateExpression": "SET #c = #c + :n, #s = :s, first = if_not_exists(first, :s) REMOVE note",
+        "ConditionExpression": "#c < :limit",
+        "ExpressionAttributeNames": {"#c": "count", "#s": "status"},
+        "ExpressionAttributeValues": {
+          ":n": {"N.$": "$.amount"}, ":s": {"S": "BUMPED"}, ":limit": {"N": "100"}
+        },
+        "ReturnValues": "ALL_NEW"
+      },
+      "ResultSelector": {"count.$": "$.Attributes.count.N", "status.$": "$.Attributes.status.S"},
+      "ResultPath": "$.bumped",
+      "Next": "Read"
+    },
+    "Read": {
+      "Type": "Task",
+      "Resource": "arn:aws:states:::dynamodb:getItem",
+      "Parameters": {
+        "TableName": "${Table}",
+        "Key": {"pk": {"S.$": "States.Format('WF#{}', $.id)"}, "sk": {"S": "COUNTER"}}
+      },
+      "ResultPath": "$.read",
+      "Next": "ReadMissing"
+    },
+    "ReadMissing": {
+      "Type": "Task",
+      "Resource": "arn:aws:states:::dynamodb:getItem",
+      "Parameters": {"TableName": "${Table}", "Key": {"pk": {"S": "NONE"}, "sk": {"S": "NONE"}}},
+      "ResultPath": "$.missing",
+      "Next": "CreateAgain"
+    },
+    "CreateAgain": {
+      "Type": "Task",
+      "Resource": "arn:aws:states:::dynamodb:putItem",
+      "Parameters": {
+        "TableName": "${Table}",
+        "Item": {"pk": {"S.$": "States.Format('WF#{}', $.id)"}, "sk": {"S": "COUNTER"}},
+        "ConditionExpression": "attribute_not_exists(pk)"
+      },
+      "Catch": [{
+        "ErrorEquals": ["DynamoDB.ConditionalCheckFailedException"],
+        "ResultPath": "$.duplicate",
+        "Next": "Duplicate"
+      }],
+      "End": true
+    },
+    "Duplicate": {"Type": "Pass", "End": true}
+  }
+}"##;
+
+#[tokio::test]
+async fn dynamodb_tasks_read_and_write_the_local_table_and_a_failed_condition_is_caught() {
+    let f = fixture();
+    let ex = &f.system.executor;
+    let table_id = payops_app::resources::PAYROLL_TABLE.logical_id;
+    let substitutions = HashMap::from([("Table".to_owned(), table_id.to_owned())]);
+    ex.register_json("Counter", DYNAMODB, &substitutions)
+        .unwrap();
+    let id = ex
+        .start("Counter", "d-1", json!({"id": "7", "amount": "2.50"}))
+        .await
+        .unwrap();
+    let record = ex.wait_finished(&id).await.unwrap();
+
+    assert_eq!(record.status, ExecutionStatus::Succeeded, "{record:?}");
+    let out = record.output.unwrap();
+    assert_eq!(out["created"], json!({}));
+    assert_eq!(out["bumped"], json!({"count": "2.5", "status": "BUMPED"}));
+    assert_eq!(
+        out["read"],
+        json!({"Item": {
+            "pk": {"S": "WF#7"}, "sk": {"S": "COUNTER"}, "count": {"N": "2.5"},
+            "status": {"S": "BUMPED"}, "first": {"S": "BUMPED"},
+            "tags": {"L": [{"S": "a"}, {"BOOL": true}]}
+        }})
+    );
+    assert_eq!(out["missing"], json!({}));
+    assert_eq!(
+        out["duplicate"]["Error"],
+        json!("DynamoDB.ConditionalCheckFailedException")
+    );
+
+    // The same item is visible through the Table port the handlers use.
+    let table = f
+        .system
+        .env
+        .table(&payops_app::resources::PAYROLL_TABLE)
+        .unwrap();
+    let item = table
+        .get(&payops_app::ports::Key::new("WF#7", "COUNTER"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(item.n("count"), Some("2.5".parse().unwrap()));
+    assert_eq!(item.get("note"), None, "REMOVE note took effect");
+}
+
+/// An update expression the local table cannot execute fails the task with its name.
+const DYNAMODB_UNSUPPORTED: &str = r#"{
+  "StartAt": "Append",
+  "States": {
+    "Append": {
+      "Type": "Task",
+      "Resource": "arn:aws:states:::dynamodb:updateItem",
+      "Parameters": {
+        "TableName": "${Table}",
+        "Key": {"pk": {"S": "A"}, "sk": {"S": "B"}},
+        "UpdateExpression": "SET items = list_append(items, :x)",
+        "ExpressionAttributeValues": {":x": {"L": []}}
+      },
+      "End": true
+    }
+  }
+}"#;
+
+#[tokio::test]
+async fn an_unsupported_dynamodb_expression_fails_the_task_naming_it() {
+    let f = fixture();
+    let ex = &f.system.executor;
+    let substitutions = HashMap::from([(
+        "Table".to_owned(),
+        payops_app::resources::PAYROLL_TABLE.logical_id.to_owned(),
+    )]);
+    ex.register_json("Append", DYNAMODB_UNSUPPORTED, &substitutions)
+        .unwrap();
+    let id = ex.start("Append", "u-1", json!({})).await.unwrap();
+    let record = ex.wait_finished(&id).await.unwrap();
+
+    assert_eq!(record.status, ExecutionStatus::Failed, "{record:?}");
+    assert_eq!(
+        record.error.as_deref(),
+        Some("DynamoDB.ValidationException")
+    );
+    let cause = record.cause.unwrap();
+    assert!(
+        cause.contains("UpdateExpression") && cause.contains("list_append"),
+        "{cause}"
+    );
 }

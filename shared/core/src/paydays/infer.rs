@@ -38,6 +38,8 @@ pub const LATE_DAYS_MAX: u64 = 7;
 pub const RECENT_VOTERS: usize = 6;
 /// Payments that vote for the candidates at all.
 pub const VOTERS_MAX: usize = 16;
+/// Payments scored (the newest): a year of biweekly payroll, two of monthly.
+pub const SCORED_PAYMENTS_MAX: usize = 26;
 /// Gaps used for an irregular earner's window (the newest ones).
 pub const WINDOW_GAPS_MAX: usize = 12;
 /// Each expected date that passed unpaid since the last payment keeps this share (3/4).
@@ -161,6 +163,10 @@ impl Inferrer {
             self.dates.sort_unstable();
         }
         self.dates.dedup();
+        // The regime that counts is the recent one, and confidence saturates long before:
+        // older payments only cost time.
+        let older = self.dates.len().saturating_sub(SCORED_PAYMENTS_MAX);
+        self.dates.drain(..older);
         if self.dates.len() < PAYMENTS_MIN {
             return self.irregular(as_of, Confidence::ZERO);
         }

@@ -7,7 +7,8 @@
 //!   works too. The handler's error type (`Retryable`, `Rejected`, `Fatal`) is the ASL error.
 //! - `sqs:sendMessage`: the local queue whose name is the last segment of `QueueUrl`.
 //! - `events:putEvents`: the local event bus.
-//! - DynamoDB integrations are not emulated: they fail with `States.TaskFailed`.
+//! - `dynamodb:getItem|putItem|updateItem|deleteItem`: the catalogue table `TableName` names
+//!   (logical id, as `Ref: XTable` substitutes; see `dynamodb_task`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -18,6 +19,7 @@ use payops_app::ports::{Event, Events, OutgoingMessage, Queue};
 use payops_core::asl::resource::DynamoDbOp;
 use serde_json::{Value, json};
 
+use super::dynamodb_task;
 use crate::store::LocalStore;
 use crate::template::FunctionSpec;
 use crate::workflows::invoker::function_name;
@@ -174,10 +176,21 @@ impl TaskInvoker for LocalTaskInvoker {
         Ok(json!({ "Entries": ids, "FailedEntryCount": 0 }))
     }
 
-    async fn dynamodb(&self, op: DynamoDbOp, _parameters: Value) -> Result<Value, TaskFailure> {
-        Err(TaskFailure::new(
-            TASK_FAILED,
-            format!("the DynamoDB integration ({op:?}) is not emulated by payops up"),
-        ))
+    async fn dynamodb(&self, op: DynamoDbOp, parameters: Value) -> Result<Value, TaskFailure> {
+        let failure = |e: dynamodb_task::DdbError| TaskFailure::new(e.error, e.cause);
+        let name = dynamodb_task::table_name(&parameters).map_err(failure)?;
+        let def = dynamodb_task::local_table(name).ok_or_else(|| {
+            TaskFailure::new(
+                dynamodb_task::RESOURCE_NOT_FOUND,
+                format!("TableName: no local table {name:?} in the catalogue"),
+            )
+        })?;
+        let table = self
+            .store
+            .table(def.spec(def.logical_id))
+            .map_err(|e| TaskFailure::new(dynamodb_task::INTERNAL, e.to_string()))?;
+        dynamodb_task::execute(table.as_ref(), op, &parameters)
+            .await
+            .map_err(failure)
     }
 }
