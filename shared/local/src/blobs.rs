@@ -149,6 +149,34 @@ pub fn validate_key(key: &str) -> Result<(), BlobError> {
     Ok(())
 }
 
+/// Where a new object's body comes from: memory, or a file copied without being read into
+/// memory (the inbox's dropped files can be gigabytes).
+enum BodySource {
+    Bytes(Bytes),
+    File(PathBuf),
+}
+
+/// Chunk size for hashing a file body.
+const HASH_CHUNK_BYTES: usize = 1 << 20;
+
+fn etag_of_file(path: &Path) -> std::io::Result<(String, u64)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; HASH_CHUNK_BYTES];
+    let mut size_bytes = 0u64;
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        size_bytes += n as u64;
+    }
+    let digest = hex::encode(hasher.finalize());
+    Ok((digest[..ETAG_HEX_DIGITS].to_owned(), size_bytes))
+}
+
 fn etag_of(body: &[u8]) -> String {
     let digest = hex::encode(Sha256::digest(body));
     digest[..ETAG_HEX_DIGITS].to_owned()
@@ -212,7 +240,7 @@ impl LocalBlobs {
 
     /// Writes the body where `key` lives as a path or, if a file or folder is in the way,
     /// under the conflicts folder. Returns the body's path relative to `objects`.
-    async fn write_body(&self, key: &str, body: &Bytes) -> Result<String, BlobError> {
+    async fn write_body(&self, key: &str, body: BodySource) -> Result<String, BlobError> {
         let temp_dir = self.objects.join(TEMP_DIR_NAME);
         let temp = temp_dir.join(uuid::Uuid::new_v4().simple().to_string());
         let plain = format!("{}/{key}", self.bucket);
@@ -221,11 +249,16 @@ impl LocalBlobs {
             self.bucket,
             hex::encode(Sha256::digest(key.as_bytes()))
         );
-        let (objects, body) = (self.objects.clone(), body.clone());
+        let objects = self.objects.clone();
         tokio::task::spawn_blocking(move || -> Result<String, BlobError> {
             std::fs::create_dir_all(&temp_dir).map_err(unavailable)?;
             // No fsync: we promise durability across a killed process, not a power cut.
-            std::fs::write(&temp, &body).map_err(unavailable)?;
+            match &body {
+                BodySource::Bytes(bytes) => std::fs::write(&temp, bytes).map_err(unavailable)?,
+                BodySource::File(source) => {
+                    std::fs::copy(source, &temp).map_err(unavailable)?;
+                }
+            }
             let placed = place(&temp, &objects.join(&plain))
                 .map(|()| plain)
                 .or_else(|e| {
@@ -242,6 +275,75 @@ impl LocalBlobs {
         })
         .await
         .map_err(unavailable)?
+    }
+
+    /// Stores an object whose body is the file at `source`, copied without reading it into
+    /// memory (the inbox uses this for dropped files); otherwise exactly like `put`.
+    pub async fn put_file(
+        &self,
+        key: &str,
+        source: &Path,
+        content_type: &str,
+    ) -> Result<BlobMeta, BlobError> {
+        self.check_bucket()?;
+        validate_key(key)?;
+        let path = source.to_owned();
+        let (etag, size_bytes) = tokio::task::spawn_blocking(move || etag_of_file(&path))
+            .await
+            .map_err(unavailable)?
+            .map_err(unavailable)?;
+        let meta = BlobMeta {
+            key: key.to_owned(),
+            size_bytes,
+            content_type: Some(content_type.to_owned()),
+            last_modified: self.clock.now(),
+            etag,
+        };
+        self.store(meta, BodySource::File(source.to_owned())).await
+    }
+
+    /// Writes the body, records the metadata and announces the new object.
+    async fn store(&self, meta: BlobMeta, body: BodySource) -> Result<BlobMeta, BlobError> {
+        let key = meta.key.as_str();
+        let sequence = {
+            let _swap = self.swap.write().await;
+            let old_path = self.read_meta(key).await?.map(|(_, path)| path);
+            let path = self.write_body(key, body).await?;
+            let (bucket, m, p) = (self.bucket.clone(), meta.clone(), path.clone());
+            let sequence = self
+                .db
+                .call(move |c| {
+                    c.prepare_cached(
+                        "INSERT INTO blobs (bucket, key, size_bytes, content_type, etag, modified_ms, sequence, path)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)
+                         ON CONFLICT (bucket, key) DO UPDATE SET size_bytes = excluded.size_bytes,
+                             content_type = excluded.content_type, etag = excluded.etag,
+                             modified_ms = excluded.modified_ms, sequence = blobs.sequence + 1,
+                             path = excluded.path
+                         RETURNING sequence",
+                    )?
+                    .query_row(
+                        params![
+                            bucket,
+                            m.key.as_bytes(),
+                            m.size_bytes as i64,
+                            m.content_type,
+                            m.etag,
+                            m.last_modified.timestamp_millis(),
+                            p
+                        ],
+                        |r| r.get::<_, i64>(0),
+                    )
+                })
+                .await
+                .map_err(db_unavailable)?;
+            if let Some(old) = old_path.filter(|old| *old != path) {
+                self.remove_body(old).await?;
+            }
+            sequence
+        };
+        self.announce(&meta, sequence).await;
+        Ok(meta)
     }
 
     /// Removes a body that the metadata no longer points to, and the folders it leaves empty.
@@ -374,45 +476,7 @@ impl Blobs for LocalBlobs {
             last_modified: self.clock.now(),
             etag: etag_of(&body),
         };
-        let sequence = {
-            let _swap = self.swap.write().await;
-            let old_path = self.read_meta(key).await?.map(|(_, path)| path);
-            let path = self.write_body(key, &body).await?;
-            let (bucket, m, p) = (self.bucket.clone(), meta.clone(), path.clone());
-            let sequence = self
-                .db
-                .call(move |c| {
-                    c.prepare_cached(
-                        "INSERT INTO blobs (bucket, key, size_bytes, content_type, etag, modified_ms, sequence, path)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)
-                         ON CONFLICT (bucket, key) DO UPDATE SET size_bytes = excluded.size_bytes,
-                             content_type = excluded.content_type, etag = excluded.etag,
-                             modified_ms = excluded.modified_ms, sequence = blobs.sequence + 1,
-                             path = excluded.path
-                         RETURNING sequence",
-                    )?
-                    .query_row(
-                        params![
-                            bucket,
-                            m.key.as_bytes(),
-                            m.size_bytes as i64,
-                            m.content_type,
-                            m.etag,
-                            m.last_modified.timestamp_millis(),
-                            p
-                        ],
-                        |r| r.get::<_, i64>(0),
-                    )
-                })
-                .await
-                .map_err(db_unavailable)?;
-            if let Some(old) = old_path.filter(|old| *old != path) {
-                self.remove_body(old).await?;
-            }
-            sequence
-        };
-        self.announce(&meta, sequence).await;
-        Ok(meta)
+        self.store(meta, BodySource::Bytes(body)).await
     }
 
     async fn get(&self, key: &str) -> Result<Option<Blob>, BlobError> {
@@ -607,5 +671,36 @@ mod tests {
         for good in ["a", "a/b.csv", "in/relatório de março.csv", "a..b"] {
             assert!(validate_key(good).is_ok(), "{good:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn an_object_put_from_a_file_is_the_object_put_from_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(payops_app::ports::SystemClock);
+        let store = crate::store::LocalStore::open(dir.path(), clock).unwrap();
+        let blobs = store.blobs("payops-local");
+        // Larger than one hashing chunk, so the streamed etag spans several reads.
+        let body: Vec<u8> = (0..HASH_CHUNK_BYTES * 2 + 17)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let source = dir.path().join("dropped.bin");
+        std::fs::write(&source, &body).unwrap();
+        let from_file = blobs
+            .put_file("in/a.bin", &source, "application/octet-stream")
+            .await
+            .unwrap();
+        let from_bytes = blobs
+            .put(
+                "in/b.bin",
+                Bytes::from(body.clone()),
+                "application/octet-stream",
+            )
+            .await
+            .unwrap();
+        assert_eq!(from_file.etag, from_bytes.etag);
+        assert_eq!(from_file.size_bytes, body.len() as u64);
+        let stored = blobs.get("in/a.bin").await.unwrap().unwrap();
+        assert_eq!(stored.body.as_ref(), body.as_slice());
+        assert!(source.exists(), "the source is copied, not moved");
     }
 }

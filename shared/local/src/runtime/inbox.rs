@@ -10,17 +10,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use payops_app::ports::Blobs;
+use crate::blobs::LocalBlobs;
 use tokio::sync::watch;
 
 pub const INBOX_DIR: &str = "inbox";
 pub const INBOX_SCAN_MS: u64 = 250;
-/// Files above this size are refused (S3's single PUT limit is 5 GiB; the local inbox reads
-/// the file into memory, so it is lower).
-pub const INBOX_FILE_BYTES_MAX: u64 = 2 * 1024 * 1024 * 1024;
+/// Files above this size are refused, as S3 refuses a single PUT above 5 GiB. The file is
+/// copied into the bucket, never read into memory, so size costs disk, not RAM.
+pub const INBOX_FILE_BYTES_MAX: u64 = 5 * 1024 * 1024 * 1024;
 
-pub async fn run(data_dir: PathBuf, blobs: Arc<dyn Blobs>, mut stop: watch::Receiver<bool>) {
+pub async fn run(data_dir: PathBuf, blobs: Arc<LocalBlobs>, mut stop: watch::Receiver<bool>) {
     let root = data_dir.join(INBOX_DIR);
     if let Err(e) = tokio::fs::create_dir_all(&root).await {
         tracing::error!(dir = %root.display(), error = %e, "cannot create the inbox");
@@ -50,7 +49,7 @@ pub async fn run(data_dir: PathBuf, blobs: Arc<dyn Blobs>, mut stop: watch::Rece
     }
 }
 
-async fn take(root: &Path, path: &Path, size: u64, blobs: &dyn Blobs) {
+async fn take(root: &Path, path: &Path, size: u64, blobs: &LocalBlobs) {
     let Ok(relative) = path.strip_prefix(root) else {
         return;
     };
@@ -62,15 +61,8 @@ async fn take(root: &Path, path: &Path, size: u64, blobs: &dyn Blobs) {
         tracing::error!(key, size, "inbox file too large; left in place");
         return;
     }
-    let body = match tokio::fs::read(path).await {
-        Ok(b) => Bytes::from(b),
-        Err(e) => {
-            tracing::warn!(key, error = %e, "cannot read inbox file");
-            return;
-        }
-    };
     let content_type = content_type_for(&key);
-    match blobs.put(&key, body, content_type).await {
+    match blobs.put_file(&key, path, content_type).await {
         // Removed only after the object (and its notification) is stored: a crash in between
         // uploads it again, which is what S3 would see from a retrying client too.
         Ok(_) => {

@@ -430,12 +430,7 @@ pub async fn start_with(
             }
         }
     }
-    let blobs = system.env.blobs().map_err(|e| {
-        RuntimeError::Env(crate::env::EnvError::Store {
-            dir: options.data_dir.clone(),
-            source: Box::new(e),
-        })
-    })?;
+    let blobs = system.env.store.blobs(crate::env::LOCAL_BUCKET);
     tasks.spawn(inbox::run(
         options.data_dir.clone(),
         blobs,
