@@ -3,19 +3,18 @@
 //! `GET /loans/{id}`, and the payroll checker triggered for a morning after a missed payroll.
 
 use bytes::Bytes;
+use payops_core::paydays::{Schedule, add_business_days};
 use payops_e2e::{HttpClient, Server, eventually, signature};
 use serde_json::{Value, json};
 
 const WEBHOOK: &str = "/webhooks/payment-events";
-/// Biweekly Friday payroll (Jan 2 2026 onwards), all business days.
-const PAYDAYS: [&str; 6] = [
-    "2026-01-02",
-    "2026-01-16",
-    "2026-01-30",
-    "2026-02-13",
-    "2026-02-27",
-    "2026-03-13",
-];
+/// Biweekly Friday payroll from this anchor; the server's clock is real, so the history is
+/// the last twelve weeks of it and the check runs after the next payday.
+const ANCHOR: &str = "biweekly:2026-01-02";
+
+fn day(d: chrono::NaiveDate) -> String {
+    d.format("%Y-%m-%d").to_string()
+}
 
 #[tokio::test]
 async fn a_loan_learns_its_payroll_and_a_missed_one_is_flagged() {
@@ -23,8 +22,18 @@ async fn a_loan_learns_its_payroll_and_a_missed_one_is_flagged() {
     let server = Server::start(dir.path());
     let client = HttpClient::default();
     let base = &server.base_url;
+    let schedule: Schedule = ANCHOR.parse().unwrap();
+    let today = chrono::Utc::now().date_naive();
+    let mut paydays = Vec::new();
+    schedule.paid_dates(
+        today - chrono::Days::new(84),
+        today.pred_opt().unwrap(),
+        &mut paydays,
+    );
+    let next = schedule.next_paid_after(today).unwrap();
+    let check_on = add_business_days(next, 2);
     let loan = json!({"loan_id": "loan_e2e", "borrower_id": "bor_e2e", "employer_id": "emp_e2e",
-                      "amount": "250.00", "currency": "USD", "declared_schedule": "biweekly:2026-01-02"});
+                      "amount": "250.00", "currency": "USD", "declared_schedule": ANCHOR});
     let created = client
         .post_json(&format!("{base}/loans"), &[], Bytes::from(loan.to_string()))
         .await
@@ -46,11 +55,11 @@ async fn a_loan_learns_its_payroll_and_a_missed_one_is_flagged() {
     assert_eq!(bad.status, 400);
     assert_eq!(bad.json().unwrap()["field"], "currency");
 
-    for (i, day) in PAYDAYS.iter().enumerate() {
+    for (i, paid) in paydays.iter().enumerate() {
         let body = Bytes::from(
             json!({"event_id": format!("evt_e2e_{i}"), "loan_id": "loan_e2e", "borrower_id": "bor_e2e",
                    "employer_id": "emp_e2e", "amount": "250.00", "currency": "USD", "status": "paid",
-                   "paid_at": format!("{day}T15:00:00Z")})
+                   "paid_at": format!("{}T15:00:00Z", day(*paid))})
             .to_string(),
         );
         // The first payday is delivered twice: it must count once.
@@ -69,19 +78,24 @@ async fn a_loan_learns_its_payroll_and_a_missed_one_is_flagged() {
     let view: Value = eventually("the whole history stored", || {
         let client = client.clone();
         let url = format!("{base}/loans/loan_e2e");
+        let expected = paydays.len();
         async move {
             let v = client.get(&url).await.ok()?.json().ok()?;
-            (v["recent_history"].as_array()?.len() == PAYDAYS.len()).then_some(v)
+            (v["recent_history"].as_array()?.len() == expected).then_some(v)
         }
     })
     .await;
     assert_eq!(view["frequency"], "biweekly", "{view}");
     assert_eq!(view["schedule_source"], "inferred");
-    assert_eq!(view["next_expected_date"], "2026-03-27");
-    assert_eq!(view["recent_history"][0]["date"], "2026-03-13");
+    assert_eq!(view["next_expected_date"], day(next).as_str());
+    assert_eq!(
+        view["recent_history"][0]["date"],
+        day(*paydays.last().unwrap()).as_str()
+    );
 
-    // Nothing arrives on Friday Mar 27; with one business day of grace, Tuesday's check flags it.
-    let check = |date: &'static str| {
+    // Nothing arrives on the next payday; with one business day of grace, the morning two
+    // business days after it flags it, the morning before does not.
+    let check = |date: String| {
         let client = client.clone();
         let url = format!("{base}/ops/trigger/payroll-checker");
         async move {
@@ -93,22 +107,21 @@ async fn a_loan_learns_its_payroll_and_a_missed_one_is_flagged() {
             r.json().unwrap()
         }
     };
-    let monday = check("2026-03-30").await;
-    assert_eq!(monday["newly_missed"], 0, "{monday}");
-    let tuesday = check("2026-03-31").await;
-    assert_eq!(tuesday["newly_missed"], 1, "{tuesday}");
-    let rerun = check("2026-03-31").await;
+    let early = check(day(add_business_days(next, 1))).await;
+    assert_eq!(early["newly_missed"], 0, "{early}");
+    let flagged_run = check(day(check_on)).await;
+    assert_eq!(flagged_run["newly_missed"], 1, "{flagged_run}");
+    let rerun = check(day(check_on)).await;
     assert_eq!(rerun["newly_missed"], 0);
     assert_eq!(rerun["missed"], 1);
     let report = std::fs::read_to_string(
         dir.path()
-            .join("objects/payops-local/reports/missed-payroll/dt=2026-03-31/missed.csv"),
+            .join("objects/payops-local/reports/missed-payroll")
+            .join(format!("dt={}/missed.csv", day(check_on))),
     )
     .unwrap();
-    assert!(
-        report.contains("\nloan_e2e,emp_e2e,2026-03-27,250.00,USD,biweekly,"),
-        "{report}"
-    );
+    let row = format!("\nloan_e2e,emp_e2e,{},250.00,USD,biweekly,", day(next));
+    assert!(report.contains(&row), "{report}");
     let flagged = client
         .get(&format!("{base}/loans/loan_e2e"))
         .await
@@ -116,6 +129,9 @@ async fn a_loan_learns_its_payroll_and_a_missed_one_is_flagged() {
         .json()
         .unwrap();
     assert_eq!(flagged["status"], "MISSED");
-    assert_eq!(flagged["missed_expected_date"], "2026-03-27");
-    assert_eq!(flagged["next_expected_date"], "2026-04-10");
+    assert_eq!(flagged["missed_expected_date"], day(next).as_str());
+    assert_eq!(
+        flagged["next_expected_date"],
+        day(schedule.next_paid_after(next).unwrap()).as_str()
+    );
 }

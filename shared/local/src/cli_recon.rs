@@ -14,8 +14,9 @@ use payops_app::recon::generate::{
     GENERATE_TRANSACTIONS_MAX, GenerateCounts, GenerateOptions, GenerateSinks, generate_day,
 };
 use payops_app::recon::{
-    BATCH_DATASET, DayInputs, FINAL_DATASET, KPIS_DATASET, MASK_KEY_ENV, RunOptions, RunSummary,
-    TextTable, day_prefix, read_merchants, read_policies, run_day,
+    BATCH_DATASET, DayInputs, FINAL_DATASET, FINAL_MONTHLY_DATASET, KPIS_DATASET, MASK_KEY_ENV,
+    RunOptions, RunSummary, TextTable, day_prefix, final_monthly_key, month_prefix,
+    monthly_day_stem, read_merchants, read_policies, run_day,
 };
 use payops_core::Secret;
 use payops_core::recon::text::parse_decimal;
@@ -24,7 +25,8 @@ use payops_core::recon::{AMOUNT_SCALE, PARTITIONS_MAX, UserIdMasker};
 #[derive(Subcommand, Debug)]
 pub enum ReconCommand {
     /// Reconcile one day: batch index, final merge and merchant KPIs as Parquet under --out
-    /// (`batch/`, `final/`, `kpis/`, each `dt=YYYY-MM-DD/`). Re-running a day replaces it.
+    /// (`batch/`, `final/`, `kpis/`, each `dt=YYYY-MM-DD/`; the final index also rolled up in
+    /// `final_monthly/month=YYYY-MM/`). Re-running a day replaces it.
     /// User ids are masked with the key in PAYOPS_RECON_MASK_KEY.
     Run {
         /// The business day (batch_run_date and the output partition).
@@ -308,7 +310,61 @@ pub fn reconcile_files(
         let path = out.join(&file.key);
         write_atomically(&path, &file.bytes)?;
     }
+    roll_up_final_month(out, options.date, &output.files)?;
     Ok(output.summary)
+}
+
+/// Replaces the day's files in `final_monthly/month=YYYY-MM/` with copies of its final files
+/// (as the daily workflow's merge step does): written first, then the day's other rollup files
+/// removed, so a re-run replaces the day and never duplicates it. A batch-only run leaves it.
+fn roll_up_final_month(
+    out: &Path,
+    date: NaiveDate,
+    files: &[payops_app::recon::OutputFile],
+) -> Result<(), ReconCliError> {
+    let finals: Vec<_> = files
+        .iter()
+        .filter(|f| f.dataset == FINAL_DATASET)
+        .collect();
+    if finals.is_empty() {
+        return Ok(());
+    }
+    let month = out.join(month_prefix(FINAL_MONTHLY_DATASET, date));
+    std::fs::create_dir_all(&month).map_err(|source| ReconCliError::Write {
+        path: month.clone(),
+        source,
+    })?;
+    let mut written = std::collections::BTreeSet::new();
+    for file in finals {
+        let Some(partition) = file
+            .key
+            .rsplit('/')
+            .next()
+            .and_then(|name| name.strip_prefix("part-")?.strip_suffix(".parquet"))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let path = out.join(final_monthly_key(date, partition));
+        write_atomically(&path, &file.bytes)?;
+        written.insert(path);
+    }
+    let stem = monthly_day_stem(date);
+    let entries = std::fs::read_dir(&month).map_err(|source| ReconCliError::Write {
+        path: month.clone(),
+        source,
+    })?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let of_the_day = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(&stem) && n.ends_with(".parquet"));
+        if of_the_day && !written.contains(&path) {
+            std::fs::remove_file(&path).map_err(|source| ReconCliError::Write { path, source })?;
+        }
+    }
+    Ok(())
 }
 
 fn clear_parquet(dir: &Path) -> Result<(), ReconCliError> {

@@ -624,3 +624,143 @@ async fn rest_submissions_and_uploads_become_batches() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// `POST /debts/submissions/{id}/lines` with `Idempotency-Key`: `(status, replayed, body)`.
+async fn add_keyed(f: &Fixture, id: &str, key: &str, lines: &Value) -> (StatusCode, bool, Value) {
+    let request = Request::post(format!("/debts/submissions/{id}/lines"))
+        .header("content-type", "application/json")
+        .header("idempotency-key", key)
+        .body(Body::from(lines.to_string()))
+        .unwrap();
+    let response = debts::router(f.debts.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    let status = response.status();
+    let replayed = response.headers().get("idempotent-replayed").is_some();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, replayed, serde_json::from_slice(&body).unwrap())
+}
+
+fn submission_lines(prefix: &str, count: usize) -> Value {
+    Value::Array(
+        (0..count)
+            .map(|i| {
+                json!({"client_reference": format!("{prefix}{i}"), "debtor_name": "Ana",
+                       "cpf": "529.982.247-25", "amount": "10.00", "missed_date": "2026-01-01"})
+            })
+            .collect(),
+    )
+}
+
+async fn open_submission(f: &Fixture, client: &str) -> String {
+    let (status, body) = f
+        .call(
+            Request::post("/debts/submissions")
+                .header("content-type", "application/json")
+                .body(Body::from(json!({ "client_id": client }).to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    serde_json::from_slice::<Value>(&body).unwrap()["submission_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_replayed_idempotency_key_stages_nothing_and_returns_the_first_answer() {
+    let f = fixture();
+    let id = open_submission(&f, "acme").await;
+    // More lines than one transaction holds, so the staging spills past the keyed write.
+    let first = submission_lines("K", 150);
+    let (status, replayed, answer) = add_keyed(&f, &id, "retry-1", &first).await;
+    assert_eq!((status, replayed), (StatusCode::OK, false), "{answer}");
+    assert_eq!(answer["lines"], json!(150));
+
+    let (status, replayed, again) = add_keyed(&f, &id, "retry-1", &first).await;
+    assert_eq!((status, replayed), (StatusCode::OK, true), "{again}");
+    assert_eq!(again, answer, "a replay answers the first answer");
+
+    // Another key stages more; replaying the first key still answers its own first answer.
+    let (status, _, more) = add_keyed(&f, &id, "retry-2", &submission_lines("M", 3)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(more["lines"], json!(153));
+    let (_, replayed, again) = add_keyed(&f, &id, "retry-1", &first).await;
+    assert!(replayed);
+    assert_eq!(again["lines"], json!(150));
+
+    // The same key with another body, or on another submission, is refused naming the header.
+    let (status, _, error) = add_keyed(&f, &id, "retry-1", &submission_lines("X", 150)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert_eq!(error["field"], json!("Idempotency-Key"));
+    let other = open_submission(&f, "acme").await;
+    let (status, _, error) = add_keyed(&f, &other, "retry-1", &first).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert_eq!(error["field"], json!("Idempotency-Key"));
+    let (status, _, error) = add_keyed(&f, &id, "bad key", &first).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(error["field"], json!("Idempotency-Key"));
+
+    // Every line is registered once: no duplicate rejections from the replays.
+    let (status, body) = f
+        .call(
+            Request::post(format!("/debts/submissions/{id}/submit"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body:?}");
+    let batch_id = serde_json::from_slice::<Value>(&body).unwrap()["batch_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let batch = f.run_to_end(&batch_id).await;
+    assert_eq!(
+        (batch.received, batch.accepted, batch.rejected),
+        (153, 153, 0)
+    );
+}
+
+#[tokio::test]
+async fn a_replay_finishes_a_staging_that_stopped_half_way() {
+    let f = fixture();
+    let id = open_submission(&f, "acme").await;
+    let lines = submission_lines("H", 120);
+    let (status, _, answer) = add_keyed(&f, &id, "crash-1", &lines).await;
+    assert_eq!(status, StatusCode::OK);
+    // As if the process died after the first transaction: the last lines and the "staged"
+    // mark are missing.
+    let table = &f.debts.table;
+    for n in 100..=120u64 {
+        table
+            .delete(&debts::layout::staged_line_key(&id, n), None)
+            .await
+            .unwrap();
+    }
+    table
+        .update(
+            &debts::layout::idempotency_key("crash-1"),
+            vec![payops_app::ports::UpdateAction::Remove("staged".into())],
+            None,
+        )
+        .await
+        .unwrap();
+    let (status, replayed, again) = add_keyed(&f, &id, "crash-1", &lines).await;
+    assert_eq!((status, replayed), (StatusCode::OK, true));
+    assert_eq!(again, answer);
+    let (_, body) = f
+        .call(
+            Request::post(format!("/debts/submissions/{id}/submit"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    let batch_id = serde_json::from_slice::<Value>(&body).unwrap()["batch_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let batch = f.run_to_end(&batch_id).await;
+    assert_eq!((batch.received, batch.accepted), (120, 120));
+}

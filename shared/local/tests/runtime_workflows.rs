@@ -538,9 +538,9 @@ const DYNAMODB: &str = r##"{
       "Parameters": {
         "TableName": "${Table}",
         "Key": {"pk": {"S.$": "States.Format('WF#{}', $.id)"}, "sk": {"S": "COUNTER"}},
-        "UpdateExpression": "SET #c = #c + :n, #s = :s, first = if_not_exists(first, :s) REMOVE note",
+        "UpdateExpression": "SET #c = #c + :n, #s = :s, #f = if_not_exists(#f, :s) REMOVE note",
         "ConditionExpression": "#c < :limit",
-        "ExpressionAttributeNames": {"#c": "count", "#s": "status"},
+        "ExpressionAttributeNames": {"#c": "count", "#s": "status", "#f": "first"},
         "ExpressionAttributeValues": {
           ":n": {"N.$": "$.amount"}, ":s": {"S": "BUMPED"}, ":limit": {"N": "100"}
         },
@@ -643,7 +643,7 @@ const DYNAMODB_UNSUPPORTED: &str = r#"{
       "Parameters": {
         "TableName": "${Table}",
         "Key": {"pk": {"S": "A"}, "sk": {"S": "B"}},
-        "UpdateExpression": "SET items = list_append(items, :x)",
+        "UpdateExpression": "SET entries = list_append(entries, :x)",
         "ExpressionAttributeValues": {":x": {"L": []}}
       },
       "End": true

@@ -1,7 +1,10 @@
 //! The debt intake's HTTP API.
 //!
 //! - `POST /debts/submissions` `{"client_id"}` → a submission to add lines to;
-//!   `POST /debts/submissions/{id}/lines` (a JSON array of debts, repeatable);
+//!   `POST /debts/submissions/{id}/lines` (a JSON array of debts, repeatable; an optional
+//!   `Idempotency-Key` header makes a retry stage nothing and answer the first answer, marked
+//!   `Idempotent-Replayed: true`; the same key with another body or submission is a 422 naming
+//!   the header; see `submissions::add_lines`);
 //!   `POST /debts/submissions/{id}/submit` → a batch.
 //! - `POST /debts/files?client_id=…` with a CSV in the default format, streamed to S3 in parts.
 //! - `GET /debts/batches/{id}`, `GET /debts/batches?client_id=…&limit=&cursor=`,

@@ -10,6 +10,7 @@
 //! | client settings | `CLIENT#{client}` | `SETTINGS` | |
 //! | submission | `SUBMISSION#{id}` | `SUBMISSION` | |
 //! | staged line | `SUBMISSION#{id}` | `LINE#{n:09}` | |
+//! | `Idempotency-Key` of an add-lines request | `IDEM#{key}` | `IDEM` | |
 //!
 //! A debt's key is the client and its reference, so "no duplicate reference per client" is a
 //! condition on one item, and a redelivered sub-batch rewrites the same items (the condition
@@ -57,6 +58,11 @@ pub fn submission_key(id: &str) -> Key {
 }
 pub fn staged_line_key(id: &str, n: u64) -> Key {
     Key::new(submission_pk(id), format!("{LINE_PREFIX}{n:09}"))
+}
+/// A client's `Idempotency-Key` (global, not per submission: the fingerprint covers the
+/// submission id, so a key reused on another submission is refused).
+pub fn idempotency_key(key: &str) -> Key {
+    Key::new(format!("IDEM#{key}"), "IDEM")
 }
 
 /// S3 keys the flow writes.

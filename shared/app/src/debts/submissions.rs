@@ -5,9 +5,12 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
+use payops_core::accounts::IdempotencyKey;
+use payops_core::accounts::transaction::request_fingerprint;
 use payops_core::debts::DEFAULT_FORMAT;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -17,6 +20,7 @@ use super::batch::{Batch, Source};
 use super::http::api_error;
 use super::layout;
 use super::{Debts, DebtsError};
+use crate::accounts::{IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER};
 use crate::http::ApiError;
 use crate::ports::table::TRANSACTION_WRITES_MAX;
 use crate::ports::{Condition, Item, Query, SortKeyRange, TableError, UpdateAction, Write};
@@ -127,11 +131,21 @@ async fn open_submission(state: &Debts, id: &str) -> Result<Item, ApiError> {
     Ok(item)
 }
 
-pub(super) async fn add_lines(
-    State(state): State<Debts>,
-    Path(id): Path<String>,
-    Json(lines): Json<Vec<Value>>,
-) -> Result<Json<SubmissionView>, ApiError> {
+/// Parses the optional `Idempotency-Key` header (the accounts API's rules: 1-255 visible ASCII
+/// characters, no `#`).
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY_HEADER) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::bad_request("Idempotency-Key", "must be visible ASCII"))?;
+    IdempotencyKey::parse(text)
+        .map(Some)
+        .map_err(|e| ApiError::bad_request("Idempotency-Key", e.to_string()))
+}
+
+fn check_lines(lines: &[Value]) -> Result<(), ApiError> {
     if lines.is_empty() || lines.len() > LINES_PER_REQUEST_MAX {
         return Err(ApiError::bad_request(
             "lines",
@@ -146,13 +160,38 @@ pub(super) async fn add_lines(
             ));
         }
     }
-    let item = open_submission(&state, &id).await?;
+    Ok(())
+}
+
+/// `POST /debts/submissions/{id}/lines`: stages a JSON array of debts.
+///
+/// `Idempotency-Key` is optional. With it, the request is staged at most once: a replay of the
+/// same key with the same body (and submission) stages nothing and answers the first answer
+/// with `Idempotent-Replayed: true` (finishing the staging if the first attempt stopped half
+/// way); the same key with a different body or submission is refused with 422 naming the
+/// header. Without it, every request stages its lines again (a retry duplicates them).
+pub(super) async fn add_lines(
+    State(state): State<Debts>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(lines): Json<Vec<Value>>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    check_lines(&lines)?;
+    match key {
+        Some(key) => keyed_add(&state, &id, &key, &lines).await,
+        None => Ok(Json(unkeyed_add(&state, &id, &lines).await?).into_response()),
+    }
+}
+
+async fn unkeyed_add(state: &Debts, id: &str, lines: &[Value]) -> Result<SubmissionView, ApiError> {
+    let item = open_submission(state, id).await?;
     let count = lines.len() as u64;
     // The counter hands out line numbers atomically; a full or closed submission is refused.
     let after = state
         .table
         .update(
-            &layout::submission_key(&id),
+            &layout::submission_key(id),
             vec![UpdateAction::add("lines", Decimal::from(count))],
             Some(Condition::And(vec![
                 Condition::eq("status", "OPEN"),
@@ -161,25 +200,38 @@ pub(super) async fn add_lines(
         )
         .await
         .map_err(|e| match e {
-            TableError::ConditionFailed => ApiError::conflict(format!(
-                "submission {id} is not open or would exceed {SUBMISSION_LINES_MAX} lines"
-            )),
+            TableError::ConditionFailed => not_open_or_full(id),
             e => api_error(e.into()),
         })?;
     let last = after
         .n("lines")
         .and_then(|d| u64::try_from(d).ok())
         .unwrap_or(count);
-    let ttl = item
-        .get("ttl")
+    let writes = staged_writes(id, last - count + 1, lines, &ttl_of(&item));
+    stage(state, &writes).await?;
+    Ok(view(id, &after))
+}
+
+fn not_open_or_full(id: &str) -> ApiError {
+    ApiError::conflict(format!(
+        "submission {id} is not open or would exceed {SUBMISSION_LINES_MAX} lines"
+    ))
+}
+
+fn ttl_of(item: &Item) -> crate::ports::Value {
+    item.get("ttl")
         .cloned()
-        .unwrap_or(crate::ports::Value::Null);
-    let writes: Vec<Write> = lines
+        .unwrap_or(crate::ports::Value::Null)
+}
+
+/// The staged items of `lines`, numbered from `first`.
+fn staged_writes(id: &str, first: u64, lines: &[Value], ttl: &crate::ports::Value) -> Vec<Write> {
+    lines
         .iter()
         .enumerate()
         .map(|(i, line)| {
-            let n = last - count + 1 + i as u64;
-            let mut staged = Item::new(&layout::staged_line_key(&id, n)).with("ttl", ttl.clone());
+            let n = first + i as u64;
+            let mut staged = Item::new(&layout::staged_line_key(id, n)).with("ttl", ttl.clone());
             for f in FIELDS {
                 staged.set(f, cell(line.get(f)));
             }
@@ -188,7 +240,11 @@ pub(super) async fn add_lines(
                 condition: None,
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Writes staged lines; rewriting the same numbers with the same content is harmless.
+async fn stage(state: &Debts, writes: &[Write]) -> Result<(), ApiError> {
     for group in writes.chunks(TRANSACTION_WRITES_MAX) {
         state
             .table
@@ -196,7 +252,173 @@ pub(super) async fn add_lines(
             .await
             .map_err(|e| api_error(e.into()))?;
     }
-    Ok(Json(view(&id, &after)))
+    Ok(())
+}
+
+/// Attributes of the idempotency record.
+mod idem {
+    pub const FINGERPRINT: &str = "fingerprint";
+    pub const SUBMISSION_ID: &str = "submission_id";
+    /// The number of the first line the request staged.
+    pub const FIRST_LINE: &str = "first_line";
+    /// The JSON of the first answer.
+    pub const RESPONSE: &str = "response";
+    /// Set once every line of the request is staged.
+    pub const STAGED: &str = "staged";
+}
+
+/// Attempts of a keyed add while concurrent adds to the same submission move its counter.
+pub const KEYED_ADD_ATTEMPTS_MAX: usize = 16;
+/// The first transaction of a keyed add: the counter, the key, then as many lines as fit.
+const KEYED_FIRST_WRITES: usize = 2;
+
+/// Stages `lines` at most once per key. The counter (conditional on the count read, so the
+/// line numbers are ours), the key record (`attribute_not_exists`) and the first lines are one
+/// transaction; the key records the first line number, so a replay can finish a staging a
+/// crash interrupted by rewriting the same numbers.
+async fn keyed_add(
+    state: &Debts,
+    id: &str,
+    key: &IdempotencyKey,
+    lines: &[Value],
+) -> Result<Response, ApiError> {
+    let body =
+        serde_json::to_string(lines).map_err(|e| ApiError::bad_request("lines", e.to_string()))?;
+    let fingerprint = request_fingerprint(&[id, &body]);
+    let key_item = layout::idempotency_key(key.as_str());
+    for _ in 0..KEYED_ADD_ATTEMPTS_MAX {
+        if let Some(first) = state
+            .table
+            .get(&key_item)
+            .await
+            .map_err(|e| api_error(e.into()))?
+        {
+            return replay(state, id, (&key_item, &first), &fingerprint, lines).await;
+        }
+        let item = open_submission(state, id).await?;
+        let before = item
+            .n("lines")
+            .and_then(|d| u64::try_from(d).ok())
+            .unwrap_or(0);
+        let count = lines.len() as u64;
+        if item.s("status") != Some("OPEN") || before + count > SUBMISSION_LINES_MAX {
+            return Err(not_open_or_full(id));
+        }
+        let mut answer = view(id, &item);
+        answer.lines = before + count;
+        let response = serde_json::to_string(&answer)
+            .map_err(|e| api_error(DebtsError::Corrupt(format!("submission view: {e}"))))?;
+        let ttl = ttl_of(&item);
+        let staged = staged_writes(id, before + 1, lines, &ttl);
+        let (now_lines, later) = staged.split_at(
+            staged
+                .len()
+                .min(TRANSACTION_WRITES_MAX - KEYED_FIRST_WRITES),
+        );
+        let mut writes = vec![
+            Write::Update {
+                key: layout::submission_key(id),
+                actions: vec![UpdateAction::add("lines", Decimal::from(count))],
+                condition: Some(Condition::And(vec![
+                    Condition::eq("status", "OPEN"),
+                    Condition::eq("lines", Decimal::from(before)),
+                ])),
+            },
+            Write::Put {
+                item: Item::new(&key_item)
+                    .with(idem::FINGERPRINT, fingerprint.as_str())
+                    .with(idem::SUBMISSION_ID, id)
+                    .with(idem::FIRST_LINE, Decimal::from(before + 1))
+                    .with(idem::RESPONSE, response.as_str())
+                    .with("created_at", state.clock.now().to_rfc3339())
+                    .with("ttl", ttl.clone()),
+                condition: Some(Condition::ItemNotExists),
+            },
+        ];
+        writes.extend_from_slice(now_lines);
+        match state.table.transact(writes).await {
+            Ok(()) => {
+                stage(state, later).await?;
+                mark_staged(state, &key_item).await?;
+                return Ok(answered(StatusCode::OK, response, false));
+            }
+            // The key was taken meanwhile (the loop replays it), the counter moved (another
+            // add; the loop reads it again) or the store was briefly busy.
+            Err(e) if e.failed_condition_at(0) || e.failed_condition_at(1) || e.is_retryable() => {}
+            Err(e) => return Err(api_error(e.into())),
+        }
+    }
+    Err(ApiError::unavailable(format!(
+        "submission {id} is busy; retry with the same Idempotency-Key"
+    )))
+}
+
+async fn mark_staged(state: &Debts, key_item: &crate::ports::Key) -> Result<(), ApiError> {
+    state
+        .table
+        .update(
+            key_item,
+            vec![UpdateAction::set(idem::STAGED, true)],
+            Some(Condition::ItemExists),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| api_error(e.into()))
+}
+
+/// The first answer under a key, if this request is the one that used it.
+async fn replay(
+    state: &Debts,
+    id: &str,
+    (key_item, first): (&crate::ports::Key, &Item),
+    fingerprint: &str,
+    lines: &[Value],
+) -> Result<Response, ApiError> {
+    if first.s(idem::FINGERPRINT) != Some(fingerprint) {
+        return Err(ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            error: "idempotency_key_reused",
+            message: "this Idempotency-Key was already used with a different submission or body"
+                .to_owned(),
+            field: Some("Idempotency-Key".to_owned()),
+        });
+    }
+    let corrupt = |attr: &str| {
+        api_error(DebtsError::Corrupt(format!(
+            "idempotency record of submission {id}: {attr}"
+        )))
+    };
+    if first.get(idem::STAGED).is_none() {
+        // The first attempt stopped after its first transaction: finish its staging.
+        let from = first
+            .n(idem::FIRST_LINE)
+            .and_then(|d| u64::try_from(d).ok())
+            .ok_or_else(|| corrupt(idem::FIRST_LINE))?;
+        stage(state, &staged_writes(id, from, lines, &ttl_of(first))).await?;
+        mark_staged(state, key_item).await?;
+    }
+    let response = first
+        .s(idem::RESPONSE)
+        .ok_or_else(|| corrupt(idem::RESPONSE))?;
+    Ok(answered(StatusCode::OK, response.to_owned(), true))
+}
+
+fn answered(status: StatusCode, json: String, replayed: bool) -> Response {
+    let mut response = (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        json,
+    )
+        .into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    }
+    response
 }
 
 pub(super) async fn submit(

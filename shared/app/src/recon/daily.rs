@@ -6,7 +6,8 @@
 //! 2. `plan` — sizes the day's inputs and picks the number of hash partitions;
 //! 3. `reconcile` — one partition (a distributed Map runs them on as many Lambdas): its batch
 //!    and final Parquet files and its merchants' KPIs;
-//! 4. `merge` — the day's KPIs dataset, the month's KPIs rollup, and stale files removed.
+//! 4. `merge` — the day's KPIs dataset, the month's KPIs rollup, stale files removed, and the
+//!    day's final files copied into the month's final rollup (`recon/final_monthly/month=…/`).
 //!
 //! Inputs: statements (CSV or Parquet) and the streaming index's hourly files
 //! (`recon/stream/{transactions,fraud}/dt=…`). Outputs under `recon/{batch,final,kpis}/dt=…/`.
@@ -23,7 +24,8 @@ use serde_json::{Value, json};
 use super::input::TextTable;
 use super::reference::ReferenceCache;
 use super::run::{
-    BATCH_DATASET, DayInputs, FINAL_DATASET, RunOptions, day_prefix, kpis_file, run_partitions,
+    BATCH_DATASET, DayInputs, FINAL_DATASET, FINAL_MONTHLY_DATASET, RunOptions, day_prefix,
+    final_monthly_key, kpis_file, month_prefix, monthly_day_stem, run_partitions,
 };
 use super::stream::{STREAM_FRAUD, STREAM_PREFIX, STREAM_TRANSACTIONS};
 use crate::HandlerError;
@@ -260,12 +262,49 @@ impl DailyBatch {
             }
         }
         let month = self.rollup_month(date, &reference.merchants).await?;
+        let final_month = self.rollup_final_month(date).await?;
         Ok(json!({
             "date": date.to_string(),
             "merchants": day.len(),
             "stale_files_removed": removed,
             "monthly_rollup": month,
+            "final_monthly_rollup": final_month,
         }))
+    }
+
+    /// Replaces the day's files in the month's final rollup with copies of its daily final
+    /// files: copies first (same keys, so a retried merge rewrites them), then removes the
+    /// day's rollup files no daily file backs (a re-run with fewer partitions), so the month
+    /// never misses a day and never holds one twice.
+    async fn rollup_final_month(&self, date: NaiveDate) -> Result<String, HandlerError> {
+        let daily = format!("{OUTPUT_ROOT}/{}", day_prefix(FINAL_DATASET, date));
+        let mut copied = std::collections::BTreeSet::new();
+        for meta in list_all(self.blobs.as_ref(), &daily).await? {
+            let Some(p) = part_number(&meta.key) else {
+                continue;
+            };
+            let blob = self
+                .blobs
+                .get(&meta.key)
+                .await?
+                .ok_or_else(|| fatal(format!("{} vanished while rolling up", meta.key)))?;
+            let key = format!("{OUTPUT_ROOT}/{}", final_monthly_key(date, p));
+            self.blobs
+                .put(&key, blob.body, CONTENT_TYPE_PARQUET)
+                .await?;
+            copied.insert(key);
+        }
+        let month = format!(
+            "{OUTPUT_ROOT}/{}",
+            month_prefix(FINAL_MONTHLY_DATASET, date)
+        );
+        let stem = format!("{month}{}", monthly_day_stem(date));
+        for meta in list_all(self.blobs.as_ref(), &stem).await? {
+            if !copied.contains(&meta.key) {
+                self.blobs.delete(&meta.key).await?;
+            }
+        }
+        Ok(month)
     }
 
     /// The month's KPIs, summed over every day reconciled so far.

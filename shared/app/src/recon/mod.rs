@@ -32,9 +32,10 @@ use crate::resources::{RECON_TABLE, ResourceError, Resources};
 
 pub use input::{InputError, TextTable, read_merchants, read_policies};
 pub use run::{
-    BATCH_DATASET, DayInputs, DayOutput, FINAL_DATASET, KPIS_DATASET, OutputFile,
-    PARTITIONS_DEFAULT, PartitionsOutput, ReconError, RunOptions, RunSummary, day_prefix,
-    kpis_file, run_day, run_partitions,
+    BATCH_DATASET, DayInputs, DayOutput, FINAL_DATASET, FINAL_MONTHLY_DATASET, KPIS_DATASET,
+    OutputFile, PARTITIONS_DEFAULT, PartitionsOutput, ReconError, RunOptions, RunSummary,
+    day_prefix, final_monthly_key, kpis_file, month_prefix, monthly_day_stem, run_day,
+    run_partitions,
 };
 
 /// The environment variable holding the key of user-id tokens (at least 16 bytes).

@@ -118,6 +118,31 @@ pub fn day_prefix(dataset: &str, date: NaiveDate) -> String {
     format!("{dataset}/dt={date}/")
 }
 
+/// The monthly rollup of the final index: `final_monthly/month=YYYY-MM/`, holding a copy of
+/// every daily final file of the month (Athena reads a month as one partition).
+pub const FINAL_MONTHLY_DATASET: &str = "final_monthly";
+
+/// The prefix of a monthly dataset's month: `final_monthly/month=2026-11/`.
+pub fn month_prefix(dataset: &str, date: NaiveDate) -> String {
+    format!("{dataset}/month={}/", date.format("%Y-%m"))
+}
+
+/// The name stem of one day's files in the monthly rollup: `part-20261121-`. A re-run of the
+/// day replaces exactly the files with this stem.
+pub fn monthly_day_stem(date: NaiveDate) -> String {
+    format!("part-{}-", date.format("%Y%m%d"))
+}
+
+/// Where the daily final file of `partition` is copied in the monthly rollup:
+/// `final_monthly/month=2026-11/part-20261121-00003.parquet`.
+pub fn final_monthly_key(date: NaiveDate, partition: u32) -> String {
+    format!(
+        "{}{}{partition:05}.parquet",
+        month_prefix(FINAL_MONTHLY_DATASET, date),
+        monthly_day_stem(date)
+    )
+}
+
 fn part_key(dataset: &str, date: NaiveDate, partition: u32) -> String {
     format!("{}part-{partition:05}.parquet", day_prefix(dataset, date))
 }

@@ -13,8 +13,12 @@
 //! `begins_with`, `size`, set types, `DELETE`, `list_append`, …) fails with
 //! `DynamoDB.ValidationException` naming the unsupported part, rather than being approximated.
 //!
-//! One known difference: `SET a = a + :n` on an item without `a` adds to 0 here (the port's
-//! atomic `ADD`), where DynamoDB rejects the update.
+//! An unescaped reserved word (`status`, `count`, …) is rejected, as DynamoDB does.
+//!
+//! Known differences: `SET a = a + :n` on an item without `a` adds to 0 here (the port's
+//! atomic `ADD`), where DynamoDB rejects the update; `UPDATED_NEW` returns every attribute the
+//! SET/ADD clauses name, even one an `if_not_exists` left unchanged (moto leaves those out;
+//! what DynamoDB does there is not checked).
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -37,6 +41,15 @@ pub const RESOURCE_NOT_FOUND: &str = "DynamoDB.ResourceNotFoundException";
 pub const INTERNAL: &str = "DynamoDB.InternalServerErrorException";
 /// Nesting limit of `L`/`M` values (DynamoDB's own limit is 32 levels).
 pub const VALUE_DEPTH_MAX: usize = 32;
+/// DynamoDB's reserved words (its documentation's list, one a line, upper case, sorted): an
+/// expression must name such an attribute through `#name`, or DynamoDB rejects it.
+const RESERVED_WORDS: &str = include_str!("dynamodb_reserved_words.txt");
+
+fn is_reserved(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    RESERVED_WORDS.lines().any(|w| w == upper)
+}
+
 /// Upper bound on an expression's length (DynamoDB's limit is 4 KB).
 pub const EXPRESSION_BYTES_MAX: usize = 4096;
 
@@ -392,6 +405,10 @@ impl Parser<'_> {
     /// An attribute name: `name` or `#ref`.
     fn path(&mut self) -> Result<String, DdbError> {
         match self.next() {
+            Some(Tok::Ident(name)) if is_reserved(&name) => Err(self.err(format!(
+                "attribute name {name} is a reserved keyword; use ExpressionAttributeNames \
+                 (#{name})"
+            ))),
             Some(Tok::Ident(name)) => Ok(name),
             Some(Tok::NameRef(r)) => self.subs.name(&r),
             other => Err(self.err(format!("expected an attribute name, found {other:?}"))),
@@ -869,11 +886,11 @@ mod tests {
     #[test]
     fn conditions_parse_with_precedence_names_and_values() {
         let p = json!({
-            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeNames": {"#s": "status", "#c": "count"},
             "ExpressionAttributeValues": {":open": {"S": "OPEN"}, ":n": {"N": "5"}}
         });
         let c = parse_condition(
-            "attribute_not_exists(pk) OR #s = :open AND NOT (count >= :n)",
+            "attribute_not_exists(pk) OR #s = :open AND NOT (#c >= :n)",
             &subs(&p),
         )
         .unwrap();
@@ -888,7 +905,7 @@ mod tests {
             ])
         );
         // A value on the left is mirrored.
-        let c = parse_condition(":n < count", &subs(&p)).unwrap();
+        let c = parse_condition(":n < #c", &subs(&p)).unwrap();
         assert_eq!(c, Condition::gt("count", 5i64));
         assert_eq!(
             parse_condition("attribute_exists(x) and x <> :n", &subs(&p)).unwrap(),
@@ -907,6 +924,7 @@ mod tests {
             ("#x = :a", "#x"),
             ("x = y", "attribute with a :value"),
             ("x = :a)", "unexpected"),
+            ("status = :a", "reserved keyword"),
         ] {
             let e = parse_condition(expr, &subs(&p)).unwrap_err();
             assert_eq!(e.error, VALIDATION);
@@ -917,14 +935,16 @@ mod tests {
     #[test]
     fn updates_parse_set_if_not_exists_arithmetic_add_and_remove() {
         let p = json!({
-            "ExpressionAttributeNames": {"#c": "count"},
+            "ExpressionAttributeNames": {
+                "#c": "count", "#s": "status", "#t": "total", "#o": "other", "#l": "lock"
+            },
             "ExpressionAttributeValues": {
                 ":s": {"S": "DONE"}, ":z": {"N": "0"}, ":one": {"N": "1"}, ":amt": {"N": "2.5"}
             }
         });
         let actions = parse_update(
-            "SET status = :s, created = if_not_exists(created, :z), #c = #c + :one, \
-             total = total - :amt, other = :one + other ADD hits :one REMOVE lock, lease",
+            "SET #s = :s, created = if_not_exists(created, :z), #c = #c + :one, \
+             #t = #t - :amt, #o = :one + #o ADD hits :one REMOVE #l, lease",
             &subs(&p),
         )
         .unwrap();
@@ -954,6 +974,7 @@ mod tests {
             ("SET a = a + :s", "number"),
             ("ADD a :s", "only numbers"),
             ("SET pk = :s", "part of the key"),
+            ("REMOVE items", "reserved keyword"),
             ("", "empty"),
         ] {
             let e = parse_update(expr, &subs(&p)).unwrap_err();
