@@ -119,6 +119,44 @@ TBLPROPERTIES (
   'storage.location.template' = 's3://${DataBucket}/recon/kpis_monthly/month=${month}/'
 );
 
+-- The final aggregate index per month (the monthly rollup: a copy of every daily final file
+-- of the month, replaced day by day when a day is re-run; batch_run_date tells the days apart).
+CREATE EXTERNAL TABLE IF NOT EXISTS payops_recon.final_monthly (
+  transaction_id           STRING,
+  merchant_id              STRING,
+  masked_user_id           STRING,
+  amount                   DECIMAL(18,4),
+  currency                 STRING,
+  status                   STRING,
+  event_time               TIMESTAMP,
+  fraud_score              DECIMAL(7,6),
+  policy_flags             ARRAY<STRING>,
+  compliance_assessment    STRING,
+  side                     STRING,
+  reconciled_status        STRING,
+  amount_posted            DECIMAL(18,4),
+  fee_charged              DECIMAL(18,4),
+  discrepancy              DECIMAL(18,4),
+  batch_run_date           DATE,
+  reconciliation_timestamp TIMESTAMP
+)
+PARTITIONED BY (month STRING)
+STORED AS PARQUET
+LOCATION 's3://${DataBucket}/recon/final_monthly/'
+TBLPROPERTIES (
+  'projection.enabled' = 'true',
+  'projection.month.type' = 'date',
+  'projection.month.format' = 'yyyy-MM',
+  'projection.month.range' = '2026-01,NOW',
+  'projection.month.interval' = '1',
+  'projection.month.interval.unit' = 'MONTHS',
+  'storage.location.template' = 's3://${DataBucket}/recon/final_monthly/month=${month}/'
+);
+
+-- Example: a month's discrepancy by day, from one partition of the rollup.
+-- SELECT batch_run_date, count(*), sum(discrepancy)
+-- FROM payops_recon.final_monthly WHERE month = '2026-11' GROUP BY 1 ORDER BY 1;
+
 -- Example: a month of PARTIAL or UNMATCHED transactions that compliance escalated.
 -- SELECT dt, transaction_id, merchant_id, discrepancy, fraud_score, policy_flags
 -- FROM payops_recon.final

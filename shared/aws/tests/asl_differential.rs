@@ -707,9 +707,16 @@ const REGION: &str = "us-east-1";
 struct TokenAnswer {
     field: &'static str,
     output: Value,
+    /// When set, the token is answered with SendTaskFailure(error) instead (a person rejects
+    /// the batch…).
+    error: Option<&'static str>,
 }
 
-/// A happy path through one definition of `statemachines/`, with the scripted replies of its
+/// The cause sent with a scripted SendTaskFailure.
+const TOKEN_FAILURE_CAUSE: &str = "scripted by the differential test";
+
+/// A path through one definition of `statemachines/` (every definition has a happy path; some
+/// also a failure path through a failed task token), with the scripted replies of its
 /// functions (by logical id, in call order) and the states it must visit.
 struct Scenario {
     file: &'static str,
@@ -752,6 +759,7 @@ fn scenarios() -> Vec<Scenario> {
             answer: Some(TokenAnswer {
                 field: "task_token",
                 output: json!({"approved_by": "hr-1"}),
+                error: None,
             }),
             path: &[
                 "AwaitApproval",
@@ -776,8 +784,39 @@ fn scenarios() -> Vec<Scenario> {
             answer: Some(TokenAnswer {
                 field: "token",
                 output: json!({"registered": 9}),
+                error: None,
             }),
             path: &["SplitFile", "AwaitSubBatches", "Complete"],
+            nested: &[],
+        },
+        // HR rejects the batch: the token fails with Rejected, caught into NotApproved.
+        Scenario {
+            file: "payroll-batch.asl.json",
+            input: json!({"batch_id": "batch-2"}),
+            functions: json!({"PayrollWorkflowFunction": [out(json!({"stored": true}))]}),
+            answer: Some(TokenAnswer {
+                field: "task_token",
+                output: Value::Null,
+                error: Some("Rejected"),
+            }),
+            path: &["AwaitApproval", "NotApproved"],
+            nested: &[],
+        },
+        // A sub-batch fails for good: the token fails, caught by States.ALL into MarkFailed.
+        Scenario {
+            file: "debt-batch.asl.json",
+            input: json!({"batch_id": "debts-2"}),
+            functions: json!({"DebtsStepsFunction": [
+                out(json!({"lines": 10, "sub_batches": 2})),
+                out(json!({"parked": true})),
+                out(json!({"status": "FAILED"})),
+            ]}),
+            answer: Some(TokenAnswer {
+                field: "token",
+                output: Value::Null,
+                error: Some("SubBatchFailed"),
+            }),
+            path: &["SplitFile", "AwaitSubBatches", "MarkFailed", "BatchFailed"],
             nested: &[],
         },
         Scenario {
@@ -861,10 +900,19 @@ async fn answer_local_tokens(
         .filter(|t| !answered.contains(t))
         .collect();
     for token in &tokens {
-        h.executor
-            .send_task_success(token, answer.output.clone())
-            .await
-            .expect("the local executor takes the task token");
+        let sent = match answer.error {
+            Some(error) => {
+                h.executor
+                    .send_task_failure(token, error, TOKEN_FAILURE_CAUSE)
+                    .await
+            }
+            None => {
+                h.executor
+                    .send_task_success(token, answer.output.clone())
+                    .await
+            }
+        };
+        sent.expect("the local executor takes the task token");
         answered.push(token.clone());
     }
     !tokens.is_empty()
@@ -898,13 +946,27 @@ async fn answer_moto_tokens(
         if answered.iter().any(|t| t == token) {
             continue;
         }
-        client
-            .send_task_success()
-            .task_token(token)
-            .output(answer.output.to_string())
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("moto's SendTaskSuccess: {}", service_message(&e)));
+        match answer.error {
+            Some(error) => {
+                client
+                    .send_task_failure()
+                    .task_token(token)
+                    .error(error)
+                    .cause(TOKEN_FAILURE_CAUSE)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("moto's SendTaskFailure: {}", service_message(&e)));
+            }
+            None => {
+                client
+                    .send_task_success()
+                    .task_token(token)
+                    .output(answer.output.to_string())
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("moto's SendTaskSuccess: {}", service_message(&e)));
+            }
+        }
         answered.push(token.to_owned());
     }
 }
@@ -954,9 +1016,18 @@ async fn every_state_machine_definition_agrees_with_moto() {
             create_function(f);
         }
         let (local, replies) = run_local(&case, scenario.answer.as_ref()).await;
+        let expected_status = if scenario
+            .path
+            .last()
+            .is_some_and(|last| case.definition["States"][last]["Type"] == "Fail")
+        {
+            "FAILED"
+        } else {
+            "SUCCEEDED"
+        };
         assert_eq!(
-            local.status, "SUCCEEDED",
-            "{name}: the happy path fails locally: {local:?}"
+            local.status, expected_status,
+            "{name}: the scenario ends otherwise locally: {local:?}"
         );
         assert_eq!(
             local.top_states, scenario.path,
@@ -1020,7 +1091,11 @@ async fn every_state_machine_definition_agrees_with_moto() {
         failures.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert_eq!(agreed + known, files.len(), "every definition is compared");
+    assert_eq!(
+        agreed + known,
+        scenarios.len(),
+        "every scenario is compared"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -326,6 +326,83 @@ fn a_late_transaction_is_reconciled_when_its_day_is_run_again() {
     );
 }
 
+/// Writes one day's tiny inputs (transactions `ids` on `day`, each matched by a statement).
+fn day_inputs(dir: &Path, day: &str, ids: &[&str]) -> RunFiles {
+    let mut tx =
+        String::from("transaction_id,merchant_id,user_id,amount,currency,status,timestamp\n");
+    let mut st =
+        String::from("statement_id,transaction_id,posting_date,amount_posted,fee_charged\n");
+    for id in ids {
+        tx.push_str(&format!("{id},m1,u1,10.00,USD,APPROVED,{day}T10:00:00Z\n"));
+        st.push_str(&format!("s_{id},{id},{day},10.00,0\n"));
+    }
+    let (tx_path, st_path) = (
+        dir.join(format!("tx-{day}.csv")),
+        dir.join(format!("st-{day}.csv")),
+    );
+    std::fs::write(&tx_path, tx).expect("write");
+    std::fs::write(&st_path, st).expect("write");
+    RunFiles {
+        transactions: vec![tx_path],
+        statements: vec![st_path],
+        ..RunFiles::default()
+    }
+}
+
+fn options_for(day: &str, partitions: u32) -> RunOptions {
+    let mut o = options();
+    o.date = NaiveDate::parse_from_str(day, "%Y-%m-%d").expect("valid date");
+    o.partitions = partitions;
+    o
+}
+
+#[test]
+fn the_final_index_is_rolled_up_by_month_and_a_rerun_day_replaces_its_rows() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("out");
+    let day20 = day_inputs(dir.path(), "2026-11-20", &["a1", "a2"]);
+    let day21 = day_inputs(dir.path(), "2026-11-21", &["b1", "b2", "b3"]);
+    reconcile_files(&day20, &out, &options_for("2026-11-20", 2), &masker()).expect("day 20");
+    reconcile_files(&day21, &out, &options_for("2026-11-21", 4), &masker()).expect("day 21");
+    // Day 21 again, with one more transaction and fewer partitions: replaced, not added to.
+    let day21 = day_inputs(dir.path(), "2026-11-21", &["b1", "b2", "b3", "b4"]);
+    reconcile_files(&day21, &out, &options_for("2026-11-21", 2), &masker()).expect("re-run");
+
+    let month = out.join("final_monthly/month=2026-11");
+    let mut names: Vec<String> = std::fs::read_dir(&month)
+        .expect("monthly dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "part-20261120-00000.parquet",
+            "part-20261120-00001.parquet",
+            "part-20261121-00000.parquet",
+            "part-20261121-00001.parquet",
+        ]
+    );
+    let rows = duckdb(
+        "print(con.execute(f\"SELECT month, CAST(batch_run_date AS VARCHAR), transaction_id, reconciled_status FROM read_parquet('{sys.argv[1]}/final_monthly/*/*.parquet', hive_partitioning = true) ORDER BY 3\").fetchall())",
+        &[out.to_str().expect("utf-8")],
+    );
+    assert_eq!(
+        rows,
+        "[('2026-11', '2026-11-20', 'a1', 'MATCHED'), ('2026-11', '2026-11-20', 'a2', 'MATCHED'), \
+         ('2026-11', '2026-11-21', 'b1', 'MATCHED'), ('2026-11', '2026-11-21', 'b2', 'MATCHED'), \
+         ('2026-11', '2026-11-21', 'b3', 'MATCHED'), ('2026-11', '2026-11-21', 'b4', 'MATCHED')]"
+    );
+    // The rollup holds exactly the daily final index's rows.
+    let same = duckdb(
+        "r = lambda g: f\"SELECT * FROM read_parquet('{sys.argv[1]}/{g}/*/*.parquet', hive_partitioning = false)\"\n\
+         d, m = r('final'), r('final_monthly')\n\
+         print(*[con.execute(f'SELECT count(*) FROM ({a} EXCEPT ALL {b})').fetchone()[0] for a, b in [(d, m), (m, d)]])",
+        &[out.to_str().expect("utf-8")],
+    );
+    assert_eq!(same, "0 0");
+}
+
 mod streaming_and_daily_workflow {
     //! The streaming index and the daily state machine on the local runtime: SQS events out
     //! of order into the recon table and the hourly files; then `ReconDailyStateMachine`
@@ -531,6 +608,7 @@ mod streaming_and_daily_workflow {
             "recon/final/dt=2026-11-21/part-00000.parquet",
             "recon/kpis/dt=2026-11-21/part-00000.parquet",
             "recon/kpis_monthly/month=2026-11/part-00000.parquet",
+            "recon/final_monthly/month=2026-11/part-20261121-00000.parquet",
         ] {
             assert_eq!(keys(blobs.as_ref(), prefix).await.len(), 1, "{prefix}");
         }

@@ -280,3 +280,20 @@ fn one_partition_alone_gives_that_partitions_files() {
         super::run::run_partitions(&inputs, &masker(), &opts, &[4]).expect_err("out of range");
     assert!(err.to_string().contains("partition 4"), "{err}");
 }
+
+#[test]
+fn a_days_final_files_have_their_own_names_in_the_monthly_rollup() {
+    use super::run::{FINAL_MONTHLY_DATASET, final_monthly_key, month_prefix, monthly_day_stem};
+    let day = NaiveDate::from_ymd_opt(2026, 11, 21).expect("valid date");
+    assert_eq!(
+        month_prefix(FINAL_MONTHLY_DATASET, day),
+        "final_monthly/month=2026-11/"
+    );
+    assert_eq!(
+        final_monthly_key(day, 3),
+        "final_monthly/month=2026-11/part-20261121-00003.parquet"
+    );
+    // Another day of the month never shares a stem, so replacing one day leaves the others.
+    let next = NaiveDate::from_ymd_opt(2026, 11, 2).expect("valid date");
+    assert!(!final_monthly_key(next, 3).contains(&monthly_day_stem(day)));
+}

@@ -23,6 +23,7 @@ pub mod poller;
 pub mod scheduler;
 pub mod task_invoker;
 pub mod ui;
+pub mod web_page;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
