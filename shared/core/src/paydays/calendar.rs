@@ -195,6 +195,26 @@ pub(crate) fn is_business_day_number(day: i32) -> Option<bool> {
 /// `date` itself when it is a business day, else the closest business day before it: where a
 /// payroll scheduled on `date` is actually paid.
 pub fn on_or_before_business_day(date: NaiveDate) -> NaiveDate {
+    // Fast path: one day-number conversion, then bit lookups; dates are only built when the
+    // day is closed (a weekend or holiday), which is the rarer case.
+    let day = date.num_days_from_ce();
+    for back in 0..CLOSED_RUN_DAYS_MAX {
+        match is_business_day_number(day - back as i32) {
+            Some(true) if back == 0 => return date,
+            Some(true) => {
+                return date
+                    .checked_sub_days(chrono::Days::new(u64::from(back)))
+                    .unwrap_or(date);
+            }
+            Some(false) => continue,
+            None => return on_or_before_business_day_by_rule(date),
+        }
+    }
+    on_or_before_business_day_by_rule(date)
+}
+
+/// The same walk on dates and rules, for dates outside the precomputed table.
+fn on_or_before_business_day_by_rule(date: NaiveDate) -> NaiveDate {
     let mut d = date;
     for _ in 0..CLOSED_RUN_DAYS_MAX {
         if is_business_day(d) {

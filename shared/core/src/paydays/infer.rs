@@ -144,6 +144,9 @@ impl Score {
 #[derive(Debug, Default)]
 pub struct Inferrer {
     dates: Vec<NaiveDate>,
+    /// `dates` as day numbers (`num_days_from_ce`): scoring compares and offsets days many
+    /// times per candidate, which is integer arithmetic on day numbers and not on dates.
+    date_numbers: Vec<i32>,
     expected: Vec<NaiveDate>,
     outcomes: Vec<Outcome>,
     candidates: Vec<Schedule>,
@@ -170,6 +173,9 @@ impl Inferrer {
         if self.dates.len() < PAYMENTS_MIN {
             return self.irregular(as_of, Confidence::ZERO);
         }
+        self.date_numbers.clear();
+        self.date_numbers
+            .extend(self.dates.iter().map(|d| d.num_days_from_ce()));
         self.collect_candidates();
         let mut best: Option<(Schedule, Score)> = None;
         for i in 0..self.candidates.len() {
@@ -254,18 +260,29 @@ impl Inferrer {
 
     /// Matches `schedule` against the history and scores its most recent regime.
     fn score(&mut self, schedule: Schedule, as_of: NaiveDate) -> Score {
-        let first = self.dates[0];
-        let last = self.dates[self.dates.len() - 1];
+        let first_date = self.dates[0];
         self.expected.clear();
-        schedule.paid_dates(days_before(first, LATE_DAYS_MAX), as_of, &mut self.expected);
+        schedule.paid_dates(
+            days_before(first_date, LATE_DAYS_MAX),
+            as_of,
+            &mut self.expected,
+        );
         self.outcomes.clear();
+        let dates = &self.date_numbers;
+        let (first, last) = (dates[0], dates[dates.len() - 1]);
+        let as_of = as_of.num_days_from_ce();
+        // LATE_DAYS_MAX is a small constant (a week), so it fits an i32 day offset.
+        let late_days = LATE_DAYS_MAX as i32;
         let mut score = Score::default();
         let mut j = 0;
+        let mut next_expected = self.expected.first().map(|d| d.num_days_from_ce());
         for i in 0..self.expected.len() {
-            let e = self.expected[i];
-            let mut end = days_after(e, LATE_DAYS_MAX);
-            if let Some(&next) = self.expected.get(i + 1) {
-                end = end.min(days_before(next, 1));
+            // Every expected date is converted once: it is `next` of the previous round.
+            let Some(e) = next_expected else { break };
+            next_expected = self.expected.get(i + 1).map(|d| d.num_days_from_ce());
+            let mut end = e + late_days;
+            if let Some(next) = next_expected {
+                end = end.min(next - 1);
             }
             if e > last {
                 // After the last payment: an expected date whose late window has passed is
@@ -275,12 +292,12 @@ impl Inferrer {
                 }
                 continue;
             }
-            while j < self.dates.len() && self.dates[j] < e {
+            while j < dates.len() && dates[j] < e {
                 self.outcomes.push(Outcome::Unexplained);
                 j += 1;
             }
-            if j < self.dates.len() && self.dates[j] <= end {
-                let outcome = if self.dates[j] == e {
+            if j < dates.len() && dates[j] <= end {
+                let outcome = if dates[j] == e {
                     Outcome::Hit
                 } else {
                     Outcome::Late
@@ -291,7 +308,7 @@ impl Inferrer {
                 self.outcomes.push(Outcome::Miss);
             }
         }
-        for _ in j..self.dates.len() {
+        for _ in j..dates.len() {
             self.outcomes.push(Outcome::Unexplained);
         }
         let mut last_bad: Option<usize> = None;
