@@ -133,24 +133,24 @@ pub const FUNCTIONS: &[(&str, Builder)] = &[
         ))))
     }),
     ("payroll-workflow", |r| {
-        Ok(Function::Task(Arc::new(crate::payroll::WorkflowTasks::new(
-            crate::payroll::Payroll::from_resources(r)?,
-        ))))
+        Ok(Function::Task(Arc::new(
+            crate::payroll::WorkflowTasks::new(crate::payroll::Payroll::from_resources(r)?),
+        )))
     }),
     ("payroll-accounts", |r| {
-        Ok(Function::Sqs(Arc::new(crate::payroll::AccountsWorker::new(
-            crate::payroll::Disbursement::from_resources(r)?,
-        ))))
+        Ok(Function::Sqs(Arc::new(
+            crate::payroll::AccountsWorker::new(crate::payroll::Disbursement::from_resources(r)?),
+        )))
     }),
     ("payroll-payments", |r| {
-        Ok(Function::Sqs(Arc::new(crate::payroll::PaymentsWorker::new(
-            crate::payroll::Disbursement::from_resources(r)?,
-        ))))
+        Ok(Function::Sqs(Arc::new(
+            crate::payroll::PaymentsWorker::new(crate::payroll::Disbursement::from_resources(r)?),
+        )))
     }),
     ("payroll-check", |r| {
-        Ok(Function::Event(Arc::new(crate::payroll::ConsistencyCheck::new(
-            crate::payroll::Payroll::from_resources(r)?,
-        ))))
+        Ok(Function::Event(Arc::new(
+            crate::payroll::ConsistencyCheck::new(crate::payroll::Payroll::from_resources(r)?),
+        )))
     }),
 ];
 

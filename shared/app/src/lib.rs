@@ -13,9 +13,9 @@ pub mod loans;
 pub mod payment_events;
 pub mod payroll;
 pub mod ports;
-pub mod recon;
 pub mod provider_http;
 pub mod provider_limiter;
+pub mod recon;
 pub mod resources;
 
 #[cfg(feature = "conformance")]
