@@ -9,6 +9,9 @@ use hyper_util::rt::TokioExecutor;
 
 /// Connections kept per host: enough for the benchmark's concurrency.
 pub const CLIENT_IDLE_CONNECTIONS_MAX: usize = 256;
+/// The longest one request may take, answer body included: a server that hangs fails the
+/// demo, benchmark or test that called it instead of hanging it forever.
+pub const CLIENT_REQUEST_TIMEOUT_MS: u64 = 120_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -20,6 +23,8 @@ pub enum ClientError {
     Body(#[from] hyper::Error),
     #[error("response is not JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("no complete answer within {CLIENT_REQUEST_TIMEOUT_MS} ms")]
+    Timeout,
 }
 
 #[derive(Clone)]
@@ -60,10 +65,19 @@ impl HttpClient {
         for (k, v) in headers {
             builder = builder.header(*k, *v);
         }
-        let response = self.client.request(builder.body(Full::new(body))?).await?;
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok(Response { status, body })
+        let request = builder.body(Full::new(body))?;
+        let exchange = async {
+            let response = self.client.request(request).await?;
+            let status = response.status().as_u16();
+            let body = response.into_body().collect().await?.to_bytes();
+            Ok(Response { status, body })
+        };
+        tokio::time::timeout(
+            std::time::Duration::from_millis(CLIENT_REQUEST_TIMEOUT_MS),
+            exchange,
+        )
+        .await
+        .map_err(|_| ClientError::Timeout)?
     }
 
     pub async fn get(&self, url: &str) -> Result<Response, ClientError> {

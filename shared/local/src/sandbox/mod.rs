@@ -223,8 +223,12 @@ impl Sandbox {
     /// number of status changes.
     pub fn tick(&self) -> usize {
         let now = self.shared.clock.now();
+        // Lock order, everywhere: state, then rng, then outbox (the request handlers take
+        // state then rng; taking rng first here deadlocked a tick against a request).
+        let mut state = lock(&self.shared.state);
         let mut rng = lock(&self.shared.rng);
-        let events = lock(&self.shared.state).advance(now, &self.shared.config.lifecycle, &mut rng);
+        let events = state.advance(now, &self.shared.config.lifecycle, &mut rng);
+        drop(state);
         if !events.is_empty() {
             lock(&self.shared.outbox).enqueue(&events, now, &self.shared.config.webhooks, &mut rng);
             self.mark_dirty();
