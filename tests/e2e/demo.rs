@@ -55,4 +55,47 @@ fn demo_writes_daily_reports_that_match_what_was_stored() {
         let summary = std::fs::read_to_string(r["summary_csv"].as_str().unwrap()).unwrap();
         assert!(summary.starts_with("scope,employer_id,currency,status,count,amount_total"));
     }
+    payroll_step_settled_every_payment(&report["payroll"]);
+}
+
+/// The payroll step: every row paid through the provider sandbox, and the reports add up
+/// to the file's total.
+fn payroll_step_settled_every_payment(p: &serde_json::Value) {
+    use rust_decimal::Decimal;
+    let rows = p["rows"].as_u64().expect("payroll rows");
+    assert!(rows > 0, "{p}");
+    assert_eq!(p["status"], "COMPLETED", "{p}");
+    assert_eq!(p["paid_count"].as_u64(), Some(rows), "{p}");
+    let total: Decimal = p["total"].as_str().unwrap().parse().unwrap();
+    let paid: Decimal = p["paid_total"].as_str().unwrap().parse().unwrap();
+    assert_eq!(paid, total, "everything owed was paid");
+    let reports: Vec<&str> = p["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(reports.len(), 3, "{p}");
+    let payments_csv = reports
+        .iter()
+        .find(|r| r.ends_with("payments.csv"))
+        .unwrap();
+    let text = std::fs::read_to_string(payments_csv).unwrap();
+    assert_eq!(
+        text.lines().count() as u64,
+        1 + rows,
+        "header + one row per payment"
+    );
+    let sources_csv = reports.iter().find(|r| r.ends_with("sources.csv")).unwrap();
+    let mut reader = csv::Reader::from_path(sources_csv).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let paid_column = headers.iter().position(|h| h == "paid").unwrap();
+    let paid_by_sources: Decimal = reader
+        .records()
+        .map(|r| r.unwrap()[paid_column].parse::<Decimal>().unwrap())
+        .sum();
+    assert_eq!(
+        paid_by_sources, total,
+        "the per-source report adds up to the file"
+    );
 }

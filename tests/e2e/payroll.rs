@@ -128,3 +128,145 @@ async fn a_generated_file_is_paid_once_settles_and_reports_add_up() {
     assert_eq!(check["payments_checked"], ROWS);
     drop(server);
 }
+
+/// A free port on 127.0.0.1 for the provider sandbox, so the test can read its books.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Payments per status, from the payments CSV.
+fn statuses(csv_text: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    let column = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "status")
+        .unwrap();
+    let mut counts = std::collections::BTreeMap::new();
+    for record in reader.records() {
+        *counts
+            .entry(record.unwrap()[column].to_ascii_lowercase())
+            .or_insert(0) += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_the_provider_cancels_or_reverses_are_recorded_and_the_books_still_balance() {
+    const SMALL_ROWS: u32 = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox_port = free_port().to_string();
+    let server = Server::start_with_env(
+        dir.path(),
+        &[
+            ("PAYOPS_PROVIDER_SANDBOX_PORT", sandbox_port.as_str()),
+            ("PAYOPS_PROVIDER_CANCEL_RATE", "0.05"),
+            ("PAYOPS_PROVIDER_REVERSAL_RATE", "0.05"),
+            ("PAYOPS_PROVIDER_REVERSED_AFTER_MS", "200"),
+        ],
+    );
+    let base = server.base_url.clone();
+    let client = HttpClient::default();
+    let xml = generate_xml(&GenerateOptions::like_sample(SMALL_ROWS, 11));
+    let up = client
+        .request(
+            http::Method::POST,
+            &format!("{base}/payroll/batches?name=returns.xml"),
+            &[("content-type", "application/xml")],
+            Bytes::from(xml),
+        )
+        .await
+        .unwrap();
+    assert_eq!(up.status, 201, "{}", String::from_utf8_lossy(&up.body));
+    let id = up.json().unwrap()["batch_id"].as_str().unwrap().to_owned();
+    let approve = client
+        .post_json(
+            &format!("{base}/payroll/batches/{id}/approve"),
+            &[],
+            Bytes::from_static(b"{}"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(approve.status, 200);
+
+    // The provider's books, once every payment reached its last status there.
+    let stats_url = format!("http://127.0.0.1:{sandbox_port}/sandbox/stats");
+    let auth = format!("Bearer {}", payops_local::sandbox::DEV_PROVIDER_API_KEY);
+    let provider = eventually("the provider to finish every payment", || {
+        let (client, url, auth) = (client.clone(), stats_url.clone(), auth.clone());
+        async move {
+            let stats = client
+                .request(
+                    http::Method::GET,
+                    &url,
+                    &[("authorization", auth.as_str())],
+                    Bytes::new(),
+                )
+                .await
+                .ok()?
+                .json()
+                .ok()?;
+            let by_status = stats["payments_by_status"].as_object()?.clone();
+            let total: u64 = by_status.values().filter_map(Value::as_u64).sum();
+            // A settled payment may still be reversed: wait for no change to be left.
+            let finished = total == u64::from(SMALL_ROWS) && stats["scheduled_changes"] == 0;
+            finished.then_some(by_status)
+        }
+    })
+    .await;
+    let expected: std::collections::BTreeMap<String, u64> = provider
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+        .collect();
+    assert!(
+        expected.get("canceled").copied().unwrap_or(0) > 0
+            && expected.get("reversed").copied().unwrap_or(0) > 0,
+        "5% of 300 canceled and 5% reversed: {expected:?}"
+    );
+
+    // Our books reach the same picture through the webhooks alone.
+    let ours = eventually("our statuses to match the provider's", || {
+        let (client, url) = (
+            client.clone(),
+            format!("{base}/payroll/batches/{id}/reports/payments.csv"),
+        );
+        let expected = expected.clone();
+        async move {
+            let csv = client.get(&url).await.ok()?;
+            let counts = statuses(std::str::from_utf8(&csv.body).ok()?);
+            (counts == expected).then_some(counts)
+        }
+    })
+    .await;
+    // The workflow sees the batch done at its next look.
+    let batch = eventually("the batch to complete", || {
+        let (client, url) = (client.clone(), format!("{base}/payroll/batches/{id}"));
+        async move {
+            let b = client.get(&url).await.ok()?.json().ok()?;
+            (b["status"] == "COMPLETED").then_some(b)
+        }
+    })
+    .await;
+    assert_eq!(
+        batch["progress"]["paid_count"].as_u64(),
+        ours.get("settled").copied(),
+        "reversed payments are not paid: {batch}"
+    );
+    let check = client
+        .post_json(
+            &format!("{base}/ops/trigger/payroll-check"),
+            &[],
+            Bytes::from_static(b"{}"),
+        )
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        check["difference_count"], 0,
+        "ledger, aggregates and payments agree: {check}"
+    );
+    drop(server);
+}

@@ -42,11 +42,17 @@ pub struct Server {
 impl Server {
     /// Starts `payops up --port 0 --data DIR` and waits for its address.
     pub fn start(data_dir: &Path) -> Server {
+        Server::start_with_env(data_dir, &[])
+    }
+
+    /// As [`Server::start`], with extra environment (e.g. the provider sandbox's settings).
+    pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(payops_binary())
             .args(["up", "--port", "0", "--data"])
             .arg(data_dir)
             .env("PAYOPS_WEBHOOK_SECRET", TEST_SECRET)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -123,8 +123,10 @@ pub const FUNCTIONS: &[(&str, Builder)] = &[
         )))
     }),
     ("payroll-webhook", |r| {
+        // Only the webhook holds the provider's signing secret.
         Ok(Function::Http(crate::payroll::webhook_router(
             crate::payroll::Payroll::from_resources(r)?,
+            r.secret(crate::resources::WEBHOOK_SECRET_ENV)?,
         )))
     }),
     ("payroll-inbox", |r| {
@@ -149,7 +151,7 @@ pub const FUNCTIONS: &[(&str, Builder)] = &[
     }),
     ("payroll-check", |r| {
         Ok(Function::Event(Arc::new(
-            crate::payroll::ConsistencyCheck::new(crate::payroll::Payroll::from_resources(r)?),
+            crate::payroll::ConsistencyCheck::new(crate::payroll::Disbursement::from_resources(r)?),
         )))
     }),
 ];

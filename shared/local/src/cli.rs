@@ -417,6 +417,24 @@ fn print_demo(report: &demo::DemoReport) {
     if let Some(d) = &report.debts {
         crate::cli_debts::print_demo(d);
     }
+    if let Some(p) = &report.payroll {
+        println!(
+            "payroll {}: {} rows totalling {} from {} payers to {} branches, estimated {} s at approval; {}: {} paid, {}",
+            p.batch_id,
+            p.rows,
+            p.total,
+            p.sources,
+            p.branches,
+            p.eta_seconds.map_or("-".to_owned(), |s| s.to_string()),
+            p.status,
+            p.paid_count,
+            p.paid_total
+        );
+        for path in &p.reports {
+            println!("  {}", path.display());
+        }
+        println!("  HR's page: {}", p.page_path);
+    }
 }
 
 fn print_bench(report: &bench::WebhookBenchReport) {

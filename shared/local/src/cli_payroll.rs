@@ -287,3 +287,126 @@ mod tests {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// `payops demo`: the payroll step.
+
+/// Rows of the payroll file the demo uploads (the sample's shape: ~5 payers, 30 branches).
+pub const DEMO_ROWS: u32 = 500;
+const DEMO_SEED: u64 = 0x00DE_0003;
+/// How long the demo waits for its batch to complete before it calls the run failed.
+pub const DEMO_TIMEOUT_MS: u64 = 120_000;
+/// How often the demo reads the batch while it waits.
+const DEMO_POLL_MS: u64 = 100;
+
+/// What the payroll step of `payops demo` did.
+#[derive(Debug, serde::Serialize)]
+pub struct PayrollDemo {
+    pub batch_id: String,
+    pub rows: u64,
+    /// The file's total, as the upload's summary computed it.
+    pub total: String,
+    pub sources: usize,
+    pub branches: usize,
+    /// Seconds to complete the approval estimated from the provider's limits.
+    pub eta_seconds: Option<u64>,
+    pub status: String,
+    pub paid_count: u64,
+    pub paid_total: String,
+    /// The three CSV reports, where `payops up` wrote them.
+    pub reports: Vec<PathBuf>,
+    /// HR's page, which lists this batch among the others while `payops up` runs.
+    pub page_path: String,
+}
+
+type DemoError = Box<dyn Error + Send + Sync>;
+
+/// The payroll flow on a running `payops up` with its provider sandbox: a generated file
+/// uploaded as HR would, approved, every payment created at the sandbox and settled by its
+/// webhooks, and the batch's reports written.
+pub async fn demo(base_url: &str, data_dir: &Path) -> Result<PayrollDemo, DemoError> {
+    let xml = generate::generate_xml(&generate::GenerateOptions::like_sample(
+        DEMO_ROWS, DEMO_SEED,
+    ));
+    let client = crate::client::HttpClient::default();
+    let up = client
+        .request(
+            http::Method::POST,
+            &format!("{base_url}/payroll/batches?name=demo-payroll.xml"),
+            &[("content-type", "application/xml")],
+            bytes::Bytes::from(xml),
+        )
+        .await?;
+    if up.status != 201 {
+        return Err(format!(
+            "upload answered {}: {}",
+            up.status,
+            String::from_utf8_lossy(&up.body)
+        )
+        .into());
+    }
+    let uploaded = up.json()?;
+    let batch_id = uploaded["batch_id"]
+        .as_str()
+        .ok_or("the upload's answer has no batch_id")?
+        .to_owned();
+    let count = |list: &serde_json::Value| list.as_array().map_or(0, Vec::len);
+    let approve = client
+        .post_json(
+            &format!("{base_url}/payroll/batches/{batch_id}/approve"),
+            &[],
+            bytes::Bytes::from_static(b"{}"),
+        )
+        .await?;
+    if approve.status != 200 {
+        return Err(format!("approval answered {}", approve.status).into());
+    }
+    let approved = approve.json()?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(DEMO_TIMEOUT_MS);
+    let batch = loop {
+        let batch = client
+            .get(&format!("{base_url}/payroll/batches/{batch_id}"))
+            .await?
+            .json()?;
+        if batch["status"] == "COMPLETED" {
+            break batch;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "batch {batch_id} not completed in {DEMO_TIMEOUT_MS} ms: {}",
+                batch["progress"]
+            )
+            .into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(DEMO_POLL_MS)).await;
+    };
+    let reports = payops_app::payroll::report::ReportKind::ALL
+        .iter()
+        .map(|kind| {
+            crate::demo::object_path(
+                data_dir,
+                &format!(
+                    "{}{}",
+                    payops_app::payroll::report::reports_prefix(&batch_id),
+                    kind.file_name()
+                ),
+            )
+        })
+        .collect();
+    Ok(PayrollDemo {
+        rows: uploaded["rows"].as_u64().unwrap_or(0),
+        total: uploaded["total"].as_str().unwrap_or_default().to_owned(),
+        sources: count(&uploaded["summary"]["by_source"]),
+        branches: count(&uploaded["summary"]["by_branch"]),
+        eta_seconds: approved["eta_seconds"].as_u64(),
+        status: batch["status"].as_str().unwrap_or_default().to_owned(),
+        paid_count: batch["progress"]["paid_count"].as_u64().unwrap_or(0),
+        paid_total: batch["progress"]["paid_total"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        reports,
+        page_path: crate::runtime::hr_ui::HR_PAGE_PATH.to_owned(),
+        batch_id,
+    })
+}

@@ -18,7 +18,7 @@ use rust_decimal::prelude::ToPrimitive;
 use crate::env::DEV_WEBHOOK_SECRET;
 use crate::sandbox::{
     self, DEFAULT_SANDBOX_PORT, DEV_PROVIDER_API_KEY, Lifecycle, PPM, Sandbox, SandboxConfig,
-    SandboxError, WebhookOptions,
+    SandboxError, WEBHOOK_CONCURRENCY_DEFAULT, WEBHOOK_CONCURRENCY_MAX, WebhookOptions,
 };
 
 /// The sandbox's API key variable (the client reads `PAYOPS_PROVIDER_API_KEY`).
@@ -57,6 +57,15 @@ pub struct SandboxArgs {
     /// Fraction of requests answered 503 (half of the POSTs among them are done first).
     #[arg(long = "provider-transient-rate", env = "PAYOPS_PROVIDER_TRANSIENT_RATE", default_value = "0", value_parser = parse_fraction)]
     pub transient_ppm: u64,
+    /// Fraction of payments the provider cancels while pending, e.g. 0.01.
+    #[arg(long = "provider-cancel-rate", env = "PAYOPS_PROVIDER_CANCEL_RATE", default_value = "0", value_parser = parse_fraction)]
+    pub cancel_ppm: u64,
+    /// Fraction of settled payments reversed later (an ACH return), e.g. 0.01.
+    #[arg(long = "provider-reversal-rate", env = "PAYOPS_PROVIDER_REVERSAL_RATE", default_value = "0", value_parser = parse_fraction)]
+    pub reversal_ppm: u64,
+    /// settled → reversed after this many ms (for the reversed ones).
+    #[arg(long = "provider-reversed-after-ms", env = "PAYOPS_PROVIDER_REVERSED_AFTER_MS", default_value_t = Lifecycle::default().reversed_after_ms)]
+    pub reversed_after_ms: i64,
     /// pending → processing after this many ms.
     #[arg(long = "provider-processing-after-ms", env = "PAYOPS_PROVIDER_PROCESSING_AFTER_MS", default_value_t = Lifecycle::default().processing_after_ms)]
     pub processing_after_ms: i64,
@@ -76,6 +85,14 @@ pub struct SandboxArgs {
         default_value_t = 0
     )]
     pub webhook_reorder_ms: i64,
+    /// Webhooks in flight at once (a provider's delivery parallelism).
+    #[arg(
+        long = "provider-webhook-concurrency",
+        env = "PAYOPS_PROVIDER_WEBHOOK_CONCURRENCY",
+        default_value_t = WEBHOOK_CONCURRENCY_DEFAULT as u16,
+        value_parser = clap::value_parser!(u16).range(1..=(WEBHOOK_CONCURRENCY_MAX as i64))
+    )]
+    pub webhook_concurrency: u16,
     /// Seed of the sandbox's coin flips.
     #[arg(
         long = "provider-seed",
@@ -149,12 +166,15 @@ impl SandboxArgs {
                 sent_after_ms: self.sent_after_ms.max(0),
                 settled_after_ms: self.settled_after_ms.max(0),
                 failure_ppm: self.failure_ppm,
+                cancel_ppm: self.cancel_ppm,
+                reversal_ppm: self.reversal_ppm,
+                reversed_after_ms: self.reversed_after_ms.max(0),
             },
             transient_ppm: self.transient_ppm,
             webhooks: WebhookOptions {
                 duplicate_ppm: self.webhook_duplicate_ppm,
                 reorder_window_ms: self.webhook_reorder_ms.max(0),
-                ..WebhookOptions::default()
+                concurrency: usize::from(self.webhook_concurrency),
             },
             seed: self.seed,
             state_file: data_dir.map(|d| d.join(sandbox::STATE_FILE_NAME)),

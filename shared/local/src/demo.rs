@@ -46,6 +46,9 @@ pub struct DemoReport {
     /// Debt intake: one client per shipped format (issue 5).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub debts: Option<crate::cli_debts::DebtsDemo>,
+    /// Payroll disbursement through the provider sandbox (issue 3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payroll: Option<crate::cli_payroll::PayrollDemo>,
 }
 
 #[derive(Debug, Serialize)]
@@ -119,6 +122,7 @@ pub async fn run(options: &DemoOptions) -> Result<DemoReport, DemoError> {
                             loans,
                             recon,
                             debts: None,
+                            payroll: None,
                         }),
                     Err(e) => Err(e),
                 }
@@ -135,6 +139,16 @@ pub async fn run(options: &DemoOptions) -> Result<DemoReport, DemoError> {
                 report
             })
             .map_err(|e| DemoError::Failed(format!("debts: {e}"))),
+        Err(e) => Err(e),
+    };
+    let result = match result {
+        Ok(mut report) => crate::cli_payroll::demo(&running.base_url(), &options.data_dir)
+            .await
+            .map(|p| {
+                report.payroll = Some(p);
+                report
+            })
+            .map_err(|e| DemoError::Failed(format!("payroll: {e}"))),
         Err(e) => Err(e),
     };
     running.stop().await?;

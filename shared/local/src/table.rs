@@ -107,7 +107,7 @@ impl Table for LocalTable {
         validate_key(key)?;
         let (tbl, key) = (self.spec.name.clone(), key.clone());
         self.db
-            .call(move |c| read_item(c, &tbl, &key))
+            .read(move |c| read_item(c, &tbl, &key))
             .await
             .map_err(unavailable)
     }
@@ -188,7 +188,7 @@ impl Table for LocalTable {
         let plan = QueryPlan::new(&self.spec, &query)?;
         let rows = self
             .db
-            .call(move |c| plan.run(c))
+            .read(move |c| plan.run(c))
             .await
             .map_err(unavailable)?;
         Ok(rows)
@@ -220,7 +220,7 @@ impl Table for LocalTable {
         }
         let (tbl, keys) = (self.spec.name.clone(), keys.to_vec());
         self.db
-            .call(move |c| {
+            .read(move |c| {
                 let mut found = Vec::with_capacity(keys.len());
                 for k in &keys {
                     found.extend(read_item(c, &tbl, k)?);

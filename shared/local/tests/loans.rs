@@ -470,3 +470,206 @@ async fn a_csv_import_creates_loans_and_names_bad_lines() {
             .contains("employer_id")
     );
 }
+
+fn event_at(
+    event_id: &str,
+    loan_id: &str,
+    borrower: &str,
+    status: &str,
+    paid_at: &str,
+) -> PaymentEvent {
+    let body = json!({
+        "event_id": event_id, "loan_id": loan_id, "borrower_id": borrower,
+        "employer_id": "emp_1", "amount": "300", "currency": "BRL", "status": status,
+        "paid_at": paid_at,
+    });
+    payment_event::parse_webhook_body(body.to_string().as_bytes()).unwrap()
+}
+
+/// Five monthly-last payrolls (Jan–May 2025) of 300 for `borrower`, then its loan on Jun 2.
+async fn monthly_loan(e: &Env, loan: &str, borrower: &str) {
+    let table = e.loans.table.clone();
+    let days = [
+        d(2025, 1, 31),
+        d(2025, 2, 28),
+        d(2025, 3, 31),
+        d(2025, 4, 30),
+        d(2025, 5, 30),
+    ];
+    for (i, day) in days.into_iter().enumerate() {
+        let ev = event(&format!("{loan}_{i}"), loan, borrower, "300", day);
+        record_payment(table.as_ref(), &ev).await.unwrap();
+    }
+    let new = NewLoan {
+        loan_id: loan.into(),
+        borrower_id: borrower.into(),
+        employer_id: "emp_1".into(),
+        instalment: Money::new(Decimal::new(300, 0), Currency::BRL).unwrap(),
+        tolerance: loans::AMOUNT_TOLERANCE_DEFAULT,
+        declared_schedule: None,
+    };
+    let (created, _) = loans::create_loan(&e.loans, new, d(2025, 6, 2))
+        .await
+        .unwrap();
+    assert_eq!(created.expected_date, Some(d(2025, 6, 30)));
+}
+
+/// Issue 8: a reversed or failed payment leaves its borrower's pay history and its loan, so the
+/// checker flags the payroll it had paid; redeliveries in any order change nothing more.
+#[tokio::test]
+async fn reversed_and_failed_payments_leave_the_history_and_the_checker_flags_again() {
+    let e = env(d(2025, 6, 2));
+    let table = e.loans.table.clone();
+    monthly_loan(&e, "rev", "b_rev").await;
+    monthly_loan(&e, "fail", "b_fail").await;
+    let processor = Processor::new(PaymentEvents::from_resources(&e.env).unwrap())
+        .with_pay_history(table.clone());
+    let handle = |records: Vec<SqsMessage>| {
+        let processor = &processor;
+        async move {
+            let response = processor.handle(batch(records)).await.unwrap();
+            assert!(response.batch_item_failures.is_empty());
+        }
+    };
+
+    // "rev": Jun 30 paid (delivered twice), then reversed (a new event repeating the payment's
+    // fields, delivered twice), then the payment delivered once more.
+    let paid = event_at("rev_jun", "rev", "b_rev", "paid", "2025-06-30T12:00:00Z");
+    let reversed = event_at(
+        "rev_jun_r",
+        "rev",
+        "b_rev",
+        "reversed",
+        "2025-06-30T12:00:00Z",
+    );
+    handle(vec![message("m1", &paid), message("m2", &paid)]).await;
+    let (loan, history) = e.loans.get("rev").await.unwrap().unwrap();
+    assert_eq!(loan.expected_date, Some(d(2025, 7, 31)));
+    assert_eq!(history.entries.len(), 6);
+    handle(vec![
+        message("m3", &reversed),
+        message("m4", &reversed),
+        message("m5", &paid),
+    ])
+    .await;
+    let (loan, history) = e.loans.get("rev").await.unwrap().unwrap();
+    assert_eq!(
+        loan.expected_date,
+        Some(d(2025, 6, 30)),
+        "June is due again"
+    );
+    assert_eq!(loan.last_paid_on, Some(d(2025, 5, 30)));
+    assert_eq!(history.entries.len(), 5);
+    assert!(!history.contains("rev_jun"));
+    for ev in [&paid, &reversed] {
+        assert_eq!(
+            record_payment(table.as_ref(), ev).await.unwrap(),
+            RecordOutcome::AlreadyRecorded
+        );
+    }
+
+    // "fail": the failure (09:00) is delivered before its payment (08:00): the payment is kept
+    // out, twice; the retry paid at 15:00 counts.
+    let failed = event_at(
+        "fail_jun_f",
+        "fail",
+        "b_fail",
+        "failed",
+        "2025-06-30T09:00:00Z",
+    );
+    let attempt = event_at("fail_jun", "fail", "b_fail", "paid", "2025-06-30T08:00:00Z");
+    let retry = event_at(
+        "fail_jun_2",
+        "fail",
+        "b_fail",
+        "paid",
+        "2025-06-30T15:00:00Z",
+    );
+    assert_eq!(
+        record_payment(table.as_ref(), &failed).await.unwrap(),
+        RecordOutcome::UndoPending
+    );
+    assert_eq!(
+        record_payment(table.as_ref(), &attempt).await.unwrap(),
+        RecordOutcome::Cancelled
+    );
+    assert_eq!(
+        record_payment(table.as_ref(), &attempt).await.unwrap(),
+        RecordOutcome::AlreadyRecorded
+    );
+    let (loan, history) = e.loans.get("fail").await.unwrap().unwrap();
+    assert_eq!(loan.expected_date, Some(d(2025, 6, 30)));
+    assert_eq!(history.entries.len(), 5);
+    assert_eq!(
+        record_payment(table.as_ref(), &retry).await.unwrap(),
+        RecordOutcome::Recorded { loan_updated: true }
+    );
+    let (loan, _) = e.loans.get("fail").await.unwrap().unwrap();
+    assert_eq!(loan.expected_date, Some(d(2025, 7, 31)));
+
+    // Jul 4 (grace 1 business day): only the reversed loan is flagged, for June.
+    let checker = Checker::new(e.loans.clone());
+    let report = checker
+        .check(CheckOptions {
+            date: d(2025, 7, 4),
+            grace_business_days: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.newly_missed, 1);
+    assert_eq!(
+        blob(&e, &missed_key(d(2025, 7, 4))).await,
+        "loan_id,employer_id,expected_date,expected_amount,currency,frequency,schedule,last_paid_on,last_paid_amount\n\
+         rev,emp_1,2025-06-30,300.00,BRL,monthly,monthly:last,2025-05-30,300.00\n"
+    );
+    let (loan, _) = e.loans.get("rev").await.unwrap().unwrap();
+    assert_eq!(loan.status, LoanStatus::Missed);
+}
+
+/// A late payment that cleared a missed flag, then reversed: the flag stands again, its line
+/// leaves the next morning's late report, and the missed payroll is not flagged a second time.
+#[tokio::test]
+async fn a_reversed_late_payment_restores_its_flag() {
+    let e = env(d(2025, 6, 2));
+    let table = e.loans.table.clone();
+    monthly_loan(&e, "late", "b_late").await;
+    let checker = Checker::new(e.loans.clone());
+    let on = |date| CheckOptions {
+        date,
+        grace_business_days: 1,
+    };
+    assert_eq!(
+        checker.check(on(d(2025, 7, 2))).await.unwrap().newly_missed,
+        1
+    );
+    let paid = event_at("late_jul", "late", "b_late", "paid", "2025-07-03T12:00:00Z");
+    let reversed = event_at(
+        "late_jul_r",
+        "late",
+        "b_late",
+        "reversed",
+        "2025-07-03T12:00:00Z",
+    );
+    record_payment(table.as_ref(), &paid).await.unwrap();
+    let (loan, _) = e.loans.get("late").await.unwrap().unwrap();
+    assert_eq!(loan.status, LoanStatus::PaidLate);
+    for _ in 0..2 {
+        record_payment(table.as_ref(), &reversed).await.unwrap();
+    }
+    let (loan, history) = e.loans.get("late").await.unwrap().unwrap();
+    assert_eq!(loan.status, LoanStatus::Missed);
+    assert_eq!(loan.late_paid_on, None);
+    assert_eq!(
+        loan.expected_date,
+        Some(d(2025, 7, 31)),
+        "June stays flagged once"
+    );
+    assert!(!history.contains("late_jul"));
+    let jul4 = checker.check(on(d(2025, 7, 4))).await.unwrap();
+    assert_eq!(jul4.late, 0);
+    assert_eq!(jul4.newly_missed, 0);
+    assert_eq!(
+        blob(&e, &late_key(d(2025, 7, 4))).await,
+        "loan_id,employer_id,expected_date,expected_amount,currency,paid_on,paid_amount\n"
+    );
+}

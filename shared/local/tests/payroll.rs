@@ -21,8 +21,8 @@ use payops_app::payroll::{
 };
 use payops_app::ports::provider::{
     Account, AccountId, CreateAccount, CreateEntity, CreatePayment, Entity, EntityId, EventId,
-    ListPayments, Payment, PaymentId, PaymentPage, PaymentProvider, PaymentStatus as Wire,
-    ProviderError, WebhookEvent,
+    ListPayments, PAYMENTS_PAGE_LIMIT_MAX, PageCursor, Payment, PaymentId, PaymentPage,
+    PaymentProvider, PaymentStatus as Wire, ProviderError, WebhookEvent,
 };
 use payops_app::ports::{Clock, ManualClock, Queue};
 use payops_core::payroll::ledger;
@@ -49,6 +49,90 @@ struct FakeProvider {
     creates: AtomicU64,
     /// The next payment call succeeds at the provider but its answer is lost.
     lose_next_answer: AtomicBool,
+    /// Pages served by `list_payments`.
+    pages_listed: AtomicU64,
+    /// `list_payments` fails (after the client's retries) once this many pages were served.
+    listing_fails_after: Mutex<Option<u64>>,
+}
+
+impl FakeProvider {
+    /// Every payment in creation order (ids are `pay_{n}`, `n` counting from 0).
+    fn in_creation_order(&self) -> Vec<Payment> {
+        let mut all: Vec<Payment> = self.payments.lock().unwrap().values().cloned().collect();
+        all.sort_by_key(|p| {
+            p.id.as_str()
+                .strip_prefix("pay_")
+                .and_then(|n| n.parse::<u64>().ok())
+        });
+        all
+    }
+
+    /// Changes the provider's record of a payment as the provider would (no webhook sent).
+    fn set_status(&self, id: &PaymentId, status: Wire) {
+        let mut m = self.payments.lock().unwrap();
+        let p = m.values_mut().find(|p| &p.id == id).unwrap();
+        p.status = status;
+    }
+
+    /// The provider's amount of a payment is not what we asked for.
+    fn set_amount(&self, id: &PaymentId, amount: Decimal) {
+        let mut m = self.payments.lock().unwrap();
+        let p = m.values_mut().find(|p| &p.id == id).unwrap();
+        p.amount = payops_core::Money::new(amount, payops_core::Currency::USD).unwrap();
+    }
+
+    /// Adds a payment the provider has and we did not make (under a key of its own).
+    fn add_foreign(&self, like: &Payment, external_id: Option<String>) -> Payment {
+        let next = self.in_creation_order().len() + 1000;
+        let mut p = like.clone();
+        p.id = PaymentId::new(format!("pay_{next}"));
+        p.external_id = external_id;
+        let mut m = self.payments.lock().unwrap();
+        m.insert(format!("foreign-{next}"), p.clone());
+        p
+    }
+
+    /// The provider's own record moves as it reports (forward only, as the real one does).
+    fn advance(&self, id: &PaymentId, status: Wire) {
+        let mut m = self.payments.lock().unwrap();
+        if let Some(p) = m.values_mut().find(|p| &p.id == id)
+            && status.rank() > p.status.rank()
+        {
+            p.status = status;
+        }
+    }
+
+    /// Payments made before ours for no batch of ours (another system, a test, a mistake).
+    fn add_legacy(&self, count: usize) {
+        let mut m = self.payments.lock().unwrap();
+        assert!(m.is_empty(), "legacy payments come first");
+        for i in 0..count {
+            m.insert(
+                format!("legacy-{i}"),
+                Payment {
+                    id: PaymentId::new(format!("pay_{i}")),
+                    source_id: AccountId::new("acc_legacy_src"),
+                    destination_id: AccountId::new("acc_legacy_dst"),
+                    amount: payops_core::Money::new(
+                        Decimal::new(1000, 2),
+                        payops_core::Currency::USD,
+                    )
+                    .unwrap(),
+                    status: Wire::Settled,
+                    external_id: Some(format!("legacy-{i}")),
+                    description: None,
+                    failure_reason: None,
+                    created_at: t0(),
+                    updated_at: t0(),
+                },
+            );
+        }
+    }
+
+    /// The provider loses a payment.
+    fn forget(&self, id: &PaymentId) {
+        self.payments.lock().unwrap().retain(|_, p| &p.id != id);
+    }
 }
 
 fn t0() -> DateTime<Utc> {
@@ -126,10 +210,40 @@ impl PaymentProvider for FakeProvider {
             .cloned()
             .ok_or_else(|| ProviderError::NotFound(id.to_string()))
     }
-    async fn list_payments(&self, _: ListPayments) -> Result<PaymentPage, ProviderError> {
+    /// Cursor pagination as the API documents it: creation order, `limit` 1..=100 (0: the
+    /// default), an opaque cursor (here the index of the next payment).
+    async fn list_payments(&self, r: ListPayments) -> Result<PaymentPage, ProviderError> {
+        let served = self.pages_listed.fetch_add(1, Ordering::SeqCst);
+        if self
+            .listing_fails_after
+            .lock()
+            .unwrap()
+            .is_some_and(|n| served >= n)
+        {
+            return Err(ProviderError::transient("503 from the provider"));
+        }
+        let limit = match r.limit {
+            0 => 10,
+            n if n > PAYMENTS_PAGE_LIMIT_MAX => {
+                return Err(ProviderError::rejected("limit", "must be 1 to 100"));
+            }
+            n => n as usize,
+        };
+        let start = match &r.cursor {
+            None => 0,
+            Some(PageCursor(c)) => c
+                .parse::<usize>()
+                .map_err(|_| ProviderError::rejected("cursor", "not a cursor of ours"))?,
+        };
+        let all: Vec<Payment> = self
+            .in_creation_order()
+            .into_iter()
+            .filter(|p| r.status.is_none_or(|s| s == p.status))
+            .collect();
+        let end = (start + limit).min(all.len());
         Ok(PaymentPage {
-            payments: self.payments.lock().unwrap().values().cloned().collect(),
-            next_cursor: None,
+            payments: all.get(start..end).unwrap_or_default().to_vec(),
+            next_cursor: (end < all.len()).then(|| PageCursor(end.to_string())),
         })
     }
 }
@@ -164,7 +278,10 @@ fn fixture() -> Fixture {
         system: Arc::new(system),
         clock,
         api: payroll::router(payroll.clone()),
-        webhooks: payroll::webhook_router(payroll.clone()),
+        webhooks: payroll::webhook_router(
+            payroll.clone(),
+            payops_core::Secret::new(payops_local::env::DEV_WEBHOOK_SECRET.to_owned()),
+        ),
         accounts: AccountsWorker::new(d.clone()),
         payments: PaymentsWorker::new(d),
         payroll,
@@ -281,6 +398,7 @@ async fn webhook(
     payment: &Payment,
     status: Wire,
 ) -> (StatusCode, Value) {
+    f.provider.advance(&payment.id, status);
     let mut data = payment.clone();
     data.status = status;
     let event = WebhookEvent {
@@ -322,10 +440,13 @@ async fn check(f: &Fixture) -> Value {
             "resources": [], "detail": {}
         }))
         .unwrap();
-    ConsistencyCheck::new(f.payroll.clone())
-        .handle(event)
-        .await
-        .unwrap()
+    ConsistencyCheck::new(Disbursement {
+        payroll: f.payroll.clone(),
+        provider: f.provider.clone(),
+    })
+    .handle(event)
+    .await
+    .unwrap()
 }
 
 fn dec(v: &Value) -> Decimal {
@@ -839,4 +960,269 @@ async fn a_file_dropped_in_the_inbox_becomes_one_batch_even_if_notified_twice() 
     assert_eq!(batches[0]["file_name"], "may.xml");
     assert_eq!(batches[0]["status"], "AWAITING_APPROVAL");
     assert_eq!(batches[0]["rows"], 426);
+}
+
+// ---------------------------------------------------------------------------------------
+// Reconciliation with the provider.
+
+fn kinds(report: &Value) -> Vec<String> {
+    let mut k: Vec<String> = report["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap().to_owned())
+        .collect();
+    k.sort();
+    k
+}
+
+fn difference_of<'a>(report: &'a Value, kind: &str, subject: &str) -> &'a Value {
+    report["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["kind"] == kind && d["subject"] == subject)
+        .unwrap_or_else(|| panic!("no {kind} for {subject} in {report}"))
+}
+
+async fn status_of(f: &Fixture, p: &Payment) -> payops_core::payroll::PaymentStatus {
+    let (batch, row) = layout::parse_payment_id(p.external_id.as_deref().unwrap()).unwrap();
+    payroll::transitions::read_payment(&f.payroll, batch, row)
+        .await
+        .unwrap()
+        .unwrap()
+        .status
+}
+
+#[tokio::test]
+async fn the_check_pages_through_the_provider_and_applies_only_forward_moves_it_reports() {
+    use payops_core::payroll::PaymentStatus as Ours;
+    let f = fixture();
+    let id = approved_and_sent(&f).await;
+    // In step: the provider's `pending` is our PROCESSING; 426 payments in pages of 100.
+    let clean = check(&f).await;
+    assert_eq!(clean["difference_count"], 0, "{clean}");
+    assert_eq!(clean["provider_checked"], true);
+    assert_eq!(clean["provider_payments_listed"], SAMPLE_ROWS);
+    assert_eq!(clean["provider_listing_complete"], true);
+    assert_eq!(f.provider.pages_listed.load(Ordering::SeqCst), 5);
+
+    let sent = f.provider.in_creation_order();
+    let (lost, lateral, reversed, gone, twice, other_amount) =
+        (&sent[0], &sent[1], &sent[2], &sent[3], &sent[4], &sent[5]);
+    f.provider.set_amount(
+        &other_amount.id,
+        other_amount.amount.amount() + Decimal::ONE,
+    );
+    // A settlement whose webhook was lost: the provider says settled, we say processing.
+    f.provider.set_status(&lost.id, Wire::Settled);
+    // We were told settled; the provider now says failed: beside, never applied.
+    webhook(&f, "evt_l", lateral, Wire::Settled).await;
+    f.provider.set_status(&lateral.id, Wire::Failed);
+    // Settled here, reversed at the provider without a webhook: forward, applied.
+    webhook(&f, "evt_r", reversed, Wire::Settled).await;
+    f.provider.set_status(&reversed.id, Wire::Reversed);
+    // The provider lost one we sent; has a second payment for another; and two of no one's.
+    f.provider.forget(&gone.id);
+    let second = f.provider.add_foreign(twice, twice.external_id.clone());
+    let stranger = f.provider.add_foreign(twice, Some("someone-else".into()));
+    let no_row = f
+        .provider
+        .add_foreign(twice, Some(layout::payment_id(&id, 99_999)));
+
+    let report = check(&f).await;
+    assert_eq!(
+        kinds(&report),
+        [
+            "provider_amount",
+            "provider_duplicate",
+            "provider_missing",
+            "provider_status",
+            "provider_status",
+            "provider_status",
+            "provider_unknown",
+            "provider_unknown",
+        ],
+        "{report}"
+    );
+    assert_eq!(report["corrections_applied"], 2, "{report}");
+    let pid = |p: &Payment| p.external_id.clone().unwrap();
+    let d = difference_of(&report, "provider_status", &pid(lost));
+    assert!(
+        d["detail"]
+            .as_str()
+            .unwrap()
+            .contains("corrected PROCESSING -> SETTLED"),
+        "{d}"
+    );
+    let d = difference_of(&report, "provider_status", &pid(lateral));
+    assert!(d["detail"].as_str().unwrap().contains("not applied"), "{d}");
+    difference_of(&report, "provider_status", &pid(reversed));
+    difference_of(&report, "provider_missing", &pid(gone));
+    let d = difference_of(&report, "provider_duplicate", &pid(twice));
+    assert!(d["detail"].as_str().unwrap().contains(second.id.as_str()));
+    let d = difference_of(&report, "provider_unknown", stranger.id.as_str());
+    assert_eq!(d["batch_id"], "*");
+    let d = difference_of(&report, "provider_unknown", no_row.id.as_str());
+    assert_eq!(d["batch_id"], json!(id));
+
+    assert_eq!(status_of(&f, lost).await, Ours::Settled);
+    assert_eq!(
+        status_of(&f, lateral).await,
+        Ours::Settled,
+        "never overwritten"
+    );
+    assert_eq!(status_of(&f, reversed).await, Ours::Reversed);
+    // Moved with their aggregates and ledger, in the webhook's transaction: no other kind.
+    let (_, shown) = get(&f, &format!("/payroll/batches/{id}")).await;
+    assert_eq!(shown["progress"]["counts"]["settled"], 2, "{shown}");
+    assert_eq!(shown["progress"]["counts"]["reversed"], 1);
+
+    // The late webhook of the lost settlement changes nothing and counts nothing twice.
+    let (_, late) = webhook(&f, "evt_late", lost, Wire::Settled).await;
+    assert_eq!(late["outcome"], "stale");
+    let (_, shown) = get(&f, &format!("/payroll/batches/{id}")).await;
+    assert_eq!(shown["progress"]["counts"]["settled"], 2, "{shown}");
+
+    // A second run applies nothing again; what needs a person is still reported.
+    let again = check(&f).await;
+    assert_eq!(again["corrections_applied"], 0, "{again}");
+    assert_eq!(
+        kinds(&again),
+        [
+            "provider_amount",
+            "provider_duplicate",
+            "provider_missing",
+            "provider_status",
+            "provider_unknown",
+            "provider_unknown",
+        ],
+        "{again}"
+    );
+}
+
+#[tokio::test]
+async fn a_payment_created_but_never_recorded_is_recorded_by_the_check_and_not_sent_again() {
+    let f = fixture();
+    let (_, up) = upload(&f, sample()).await;
+    let id = up["batch_id"].as_str().unwrap().to_owned();
+    let exec = execution(&f, &id).await;
+    f.system.executor.wait_settled(&exec).await;
+    approve(&f, &id, json!({})).await;
+    f.system.executor.wait_settled(&exec).await;
+    drain(&f, "PayrollAccountsQueue", &f.accounts).await;
+    // Row 1 reaches the provider, the answer is lost, and its message is lost too.
+    f.provider.lose_next_answer.store(true, Ordering::SeqCst);
+    let msg = payroll::materialise::PaymentMessage {
+        batch_id: id.clone(),
+        row: 1,
+    };
+    assert!(f.payments.execute(&msg).await.is_err());
+    let q = f.system.env.local_queue("PayrollPaymentsQueue").unwrap();
+    while let Ok(ms) = q.receive(Default::default()).await {
+        if ms.is_empty() {
+            break;
+        }
+        for m in ms {
+            q.delete(&m.receipt_handle).await.unwrap();
+        }
+    }
+    // A day later every payment is stuck; the provider's listing shows row 1 exists.
+    f.clock.advance(Duration::hours(20));
+    let report = check(&f).await;
+    assert_eq!(report["corrections_applied"], 1, "{report}");
+    assert_eq!(report["re_enqueued_payments"], SAMPLE_ROWS - 1);
+    let row1 = payroll::transitions::read_payment(&f.payroll, &id, 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row1.status, payops_core::payroll::PaymentStatus::Processing);
+    assert_eq!(row1.provider_payment_id.as_deref(), Some("pay_0"));
+    // The re-enqueued work creates every other payment, and row 1 is not sent again.
+    let before = f.provider.payments.lock().unwrap().len();
+    assert_eq!(before, 1);
+    drain(&f, "PayrollAccountsQueue", &f.accounts).await;
+    drain(&f, "PayrollPaymentsQueue", &f.payments).await;
+    let all = f.provider.in_creation_order();
+    assert_eq!(all.len(), SAMPLE_ROWS);
+    let mut externals: Vec<_> = all.iter().map(|p| p.external_id.clone()).collect();
+    externals.sort();
+    externals.dedup();
+    assert_eq!(externals.len(), SAMPLE_ROWS, "one provider payment per row");
+    let report = check(&f).await;
+    assert_eq!(report["difference_count"], 0, "{report}");
+}
+
+#[tokio::test]
+async fn a_provider_outage_mid_listing_is_reported_and_the_rest_is_looked_up() {
+    let f = fixture();
+    approved_and_sent(&f).await;
+    let sent = f.provider.in_creation_order();
+    // Settled at the provider with lost webhooks: one inside the first page, one beyond it.
+    f.provider.set_status(&sent[10].id, Wire::Settled);
+    f.provider.set_status(&sent[300].id, Wire::Settled);
+    // The provider serves one page, then fails.
+    *f.provider.listing_fails_after.lock().unwrap() = Some(1);
+    let report = check(&f).await;
+    assert_eq!(report["provider_listing_complete"], false, "{report}");
+    assert_eq!(report["provider_payments_listed"], 100);
+    // The 326 sent payments the listing did not show were looked up one by one.
+    assert_eq!(report["provider_unchecked"], 0, "{report}");
+    assert_eq!(report["corrections_applied"], 2, "{report}");
+    assert_eq!(
+        kinds(&report),
+        ["provider_status", "provider_status", "provider_unavailable"],
+        "{report}"
+    );
+    // The table's own comparisons still ran: aggregates and ledger agree after the moves.
+    assert_eq!(report["batches_checked"], 1);
+}
+
+#[tokio::test]
+async fn the_check_resumes_the_provider_listing_where_its_batches_begin() {
+    let f = fixture();
+    // 250 payments at the provider that are no one's here, made before our batch.
+    f.provider.add_legacy(250);
+    approved_and_sent(&f).await;
+    // Every difference is an unknown payment (the answer lists the first 100 of them).
+    let unknowns = |r: &Value| {
+        assert!(kinds(r).iter().all(|k| k == "provider_unknown"), "{r}");
+        r["difference_count"].as_u64().unwrap()
+    };
+    let pages = || f.provider.pages_listed.load(Ordering::SeqCst);
+    let first = check(&f).await;
+    assert_eq!(
+        first["provider_payments_listed"],
+        250 + SAMPLE_ROWS,
+        "{first}"
+    );
+    assert_eq!(pages(), 7);
+    assert_eq!(unknowns(&first), 250);
+    // The next run starts at the page where the batch's payments begin (payments 200..300).
+    let second = check(&f).await;
+    assert_eq!(pages(), 7 + 5);
+    assert_eq!(
+        second["provider_payments_listed"],
+        50 + SAMPLE_ROWS,
+        "{second}"
+    );
+    assert_eq!(unknowns(&second), 50);
+    assert_eq!(second["provider_listing_complete"], true);
+    // A cursor the provider refuses: the listing starts over from the beginning.
+    f.payroll
+        .table
+        .put(
+            payops_app::ports::Item::new(&layout::provider_checkpoint_key())
+                .with("cursor", "bogus"),
+            None,
+        )
+        .await
+        .unwrap();
+    let third = check(&f).await;
+    assert_eq!(
+        third["provider_payments_listed"],
+        250 + SAMPLE_ROWS,
+        "{third}"
+    );
+    assert_eq!(unknowns(&third), 250);
 }

@@ -42,6 +42,9 @@ fn config() -> SandboxConfig {
         sent_after_ms: 200,
         settled_after_ms: 300,
         failure_ppm: 0,
+        cancel_ppm: 0,
+        reversal_ppm: 0,
+        reversed_after_ms: 400,
     };
     c
 }
@@ -505,6 +508,56 @@ async fn payments_settle_or_fail_as_the_clock_moves() {
         let failed = f.http.get_payment(&p.id).await.unwrap();
         assert_eq!(failed.status, PaymentStatus::Failed);
         assert!(failed.failure_reason.is_some());
+        f.stop().await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn the_provider_cancels_pending_payments_and_reverses_settled_ones_when_configured() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let mut c = config();
+        c.lifecycle.cancel_ppm = PPM;
+        let f = Fixture::start(c).await;
+        let (src, dst) = accounts(&f.http).await;
+        let p = f
+            .http
+            .create_payment(payment("canceled", &src, &dst, 500))
+            .await
+            .unwrap();
+        f.advance_ms(10_000);
+        assert_eq!(
+            f.sandbox().tick(),
+            1,
+            "pending → canceled, and nothing after"
+        );
+        let canceled = f.http.get_payment(&p.id).await.unwrap();
+        assert_eq!(canceled.status, PaymentStatus::Canceled);
+        assert_eq!(canceled.failure_reason.as_deref(), Some("canceled_by_bank"));
+        f.stop().await;
+
+        let mut c = config();
+        c.lifecycle.reversal_ppm = PPM;
+        let f = Fixture::start(c).await;
+        let (src, dst) = accounts(&f.http).await;
+        let p = f
+            .http
+            .create_payment(payment("reversed", &src, &dst, 500))
+            .await
+            .unwrap();
+        // processing at 100, sent at 300, settled at 600: the return comes 400 ms later.
+        f.advance_ms(600);
+        assert_eq!(f.sandbox().tick(), 3);
+        let settled = f.http.get_payment(&p.id).await.unwrap();
+        assert_eq!(settled.status, PaymentStatus::Settled);
+        f.advance_ms(399);
+        assert_eq!(f.sandbox().tick(), 0);
+        f.advance_ms(1);
+        assert_eq!(f.sandbox().tick(), 1);
+        let reversed = f.http.get_payment(&p.id).await.unwrap();
+        assert_eq!(reversed.status, PaymentStatus::Reversed);
+        assert_eq!(reversed.failure_reason.as_deref(), Some("account_closed"));
         f.stop().await;
     })
     .await

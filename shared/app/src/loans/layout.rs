@@ -3,7 +3,7 @@
 //! | item | pk | sk | attributes |
 //! |---|---|---|---|
 //! | a loan | `LOAN#{loan_id}` | `LOAN` | see [`LoanRecord`]; while it has an expected date: `gsi1_pk = DUE#{date}#{shard}`, `gsi1_sk = {loan_id}` |
-//! | a borrower's pay history | `BORROWER#{borrower_id}` | `HISTORY` | `payments` (newest [`HISTORY_PAYMENTS_MAX`], `date amount event_id` joined by `;`), `version` |
+//! | a borrower's pay history | `BORROWER#{borrower_id}` | `HISTORY` | `payments` (newest [`HISTORY_PAYMENTS_MAX`], `date amount event_id loan_id` joined by `;`; items written before loan ids were kept have `date amount event_id`), `undone` (newest [`UNDONE_MAX`] failed/reversed events, `event_id loan_id amount paid_at paid_event_id-or--` joined by `;`; absent when none), `version` |
 //! | a loan flagged missed on day D | `MISSEDON#{D}` | `{loan_id}#{expected_date}` | expected date/amount, employer, schedule, last payment, `event_sent` |
 //! | a late payment that cleared a flag | `LATEON#{paid_on}` | `{loan_id}#{expected_date}` | expected date/amount, paid amount |
 //!
@@ -27,6 +27,9 @@ pub const HISTORY_SK: &str = "HISTORY";
 pub const DUE_INDEX_SHARDS: u32 = 16;
 /// Payments kept in a borrower's history (the newest); inference needs far fewer.
 pub const HISTORY_PAYMENTS_MAX: usize = 60;
+/// Failed/reversed events a history remembers (the newest), so that their redelivery, and a
+/// late redelivery of the payment they took out, change nothing.
+pub const UNDONE_MAX: usize = 60;
 
 pub mod attr {
     pub const LOAN_ID: &str = "loan_id";
@@ -50,6 +53,7 @@ pub mod attr {
     pub const CREATED_AT: &str = "created_at";
     pub const VERSION: &str = "version";
     pub const PAYMENTS: &str = "payments";
+    pub const UNDONE: &str = "undone";
     pub const EVENT_SENT: &str = "event_sent";
     pub const PAID_ON: &str = "paid_on";
     pub const PAID_AMOUNT: &str = "paid_amount";
@@ -277,12 +281,55 @@ pub struct HistoryEntry {
     pub date: NaiveDate,
     pub amount: Decimal,
     pub event_id: String,
+    /// The loan it paid; `None` in items written before loan ids were kept (such an entry
+    /// matches a failed/reversed event of any loan of its borrower).
+    pub loan_id: Option<String>,
 }
 
-/// A borrower's history as stored: newest [`HISTORY_PAYMENTS_MAX`] payments in date order.
+/// A failed or reversed payment event, as the history remembers it.
+///
+/// Which payment it undoes: a failed/reversed event is a new status of a payment and repeats
+/// its fields (a new `event_id`, the same loan, amount and `paid_at`), so it undoes a payment
+/// of the history with the same loan and amount paid on the event's UTC day (the newest, when
+/// several are). Nothing looser: a failure of an attempt that was never recorded must not
+/// take out the previous payroll's payment. When no such payment is in the history yet (the
+/// change was delivered first), the undo stays *pending*: the first payment of that loan and
+/// amount that arrives later, paid that day at or before the event's `paid_at`, is not added;
+/// so a retry paid after a failure still counts. A reversal whose `paid_at` is the time of the
+/// reversal rather than the payment's therefore matches only a payment of that same day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undo {
+    /// The failed/reversed event.
+    pub event_id: String,
+    pub loan_id: String,
+    pub amount: Decimal,
+    /// The event's `paid_at`, canonical text (fixed width: sorts as time).
+    pub paid_at: String,
+    /// The paid event it took out; `None` while pending.
+    pub paid_event_id: Option<String>,
+}
+
+impl Undo {
+    fn day(&self) -> Option<NaiveDate> {
+        self.paid_at.get(..10).and_then(parse_day)
+    }
+}
+
+/// What [`History::undo`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UndoEffect {
+    /// The payment taken out of the history.
+    Removed(HistoryEntry),
+    /// No payment matches yet: remembered as pending.
+    Pending,
+}
+
+/// A borrower's history as stored: newest [`HISTORY_PAYMENTS_MAX`] payments in date order,
+/// and the newest [`UNDONE_MAX`] failed/reversed events in arrival order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct History {
     pub entries: Vec<HistoryEntry>,
+    pub undone: Vec<Undo>,
     /// 0 when the item does not exist yet.
     pub version: u64,
 }
@@ -290,6 +337,16 @@ pub struct History {
 impl History {
     pub fn contains(&self, event_id: &str) -> bool {
         self.entries.iter().any(|e| e.event_id == event_id)
+    }
+
+    /// True when the event was handled already: a payment in the history, a failed/reversed
+    /// event remembered, or a payment that one of those took out (or kept out).
+    pub fn handled(&self, event_id: &str) -> bool {
+        self.contains(event_id)
+            || self
+                .undone
+                .iter()
+                .any(|u| u.event_id == event_id || u.paid_event_id.as_deref() == Some(event_id))
     }
 
     /// Adds a payment in date order. Returns false (and changes nothing) when the history is
@@ -308,6 +365,64 @@ impl History {
         true
     }
 
+    /// Applies a failed/reversed event (`undo.paid_event_id` is ignored): takes its payment
+    /// out of the history, or remembers it as pending. See [`Undo`] for the matching rule.
+    pub fn undo(&mut self, mut undo: Undo) -> UndoEffect {
+        let day = undo.day();
+        let found = self.entries.iter().rposition(|e| {
+            e.loan_id.as_deref().is_none_or(|l| l == undo.loan_id)
+                && e.amount == undo.amount
+                && day == Some(e.date)
+        });
+        let effect = match found {
+            Some(i) => {
+                let removed = self.entries.remove(i);
+                undo.paid_event_id = Some(removed.event_id.clone());
+                UndoEffect::Removed(removed)
+            }
+            None => {
+                undo.paid_event_id = None;
+                UndoEffect::Pending
+            }
+        };
+        self.remember(undo);
+        effect
+    }
+
+    /// For a payment arriving: the pending undo that keeps it out, if any, now marked as
+    /// having taken it out. Its caller then leaves the payment out of the history.
+    pub fn cancel_by_pending(
+        &mut self,
+        loan_id: &str,
+        amount: Decimal,
+        paid_at: &str,
+        paid_event_id: &str,
+    ) -> bool {
+        let paid_day = paid_at.get(..10).and_then(parse_day);
+        let pending = self.undone.iter_mut().find(|u| {
+            u.paid_event_id.is_none()
+                && u.loan_id == loan_id
+                && u.amount == amount
+                && paid_at <= u.paid_at.as_str()
+                && paid_day.is_some()
+                && paid_day == u.day()
+        });
+        match pending {
+            Some(u) => {
+                u.paid_event_id = Some(paid_event_id.to_owned());
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn remember(&mut self, undo: Undo) {
+        self.undone.push(undo);
+        if self.undone.len() > UNDONE_MAX {
+            self.undone.remove(0);
+        }
+    }
+
     pub fn dates(&self) -> Vec<NaiveDate> {
         self.entries.iter().map(|e| e.date).collect()
     }
@@ -317,12 +432,37 @@ pub fn history_item(borrower_id: &str, history: &History) -> Item {
     let payments: Vec<String> = history
         .entries
         .iter()
-        .map(|e| format!("{} {} {}", day_text(e.date), e.amount, e.event_id))
+        .map(|e| match &e.loan_id {
+            Some(loan) => format!("{} {} {} {loan}", day_text(e.date), e.amount, e.event_id),
+            None => format!("{} {} {}", day_text(e.date), e.amount, e.event_id),
+        })
         .collect();
-    Item::new(&history_key(borrower_id))
+    let mut item = Item::new(&history_key(borrower_id))
         .with(attr::PAYMENTS, payments.join(";"))
-        .with(attr::VERSION, Decimal::from(history.version))
+        .with(attr::VERSION, Decimal::from(history.version));
+    if !history.undone.is_empty() {
+        let undone: Vec<String> = history
+            .undone
+            .iter()
+            .map(|u| {
+                format!(
+                    "{} {} {} {} {}",
+                    u.event_id,
+                    u.loan_id,
+                    u.amount,
+                    u.paid_at,
+                    u.paid_event_id.as_deref().unwrap_or(NO_EVENT)
+                )
+            })
+            .collect();
+        item.set(attr::UNDONE, undone.join(";"));
+    }
+    item
 }
+
+/// In the `undone` attribute: a pending undo (no paid event taken out yet). Ids start with an
+/// ASCII letter or digit, so no id is this.
+const NO_EVENT: &str = "-";
 
 pub fn history_from_item(item: &Item) -> Result<History, CorruptItem> {
     let corrupt = CorruptItem {
@@ -332,24 +472,65 @@ pub fn history_from_item(item: &Item) -> Result<History, CorruptItem> {
     let mut entries = Vec::new();
     for part in text.split(';').filter(|p| !p.is_empty()) {
         let mut fields = part.split(' ');
-        let (Some(date), Some(amount), Some(event_id), None) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
+        let (Some(date), Some(amount), Some(event_id), loan_id, None) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+        ) else {
             return Err(corrupt);
         };
         entries.push(HistoryEntry {
             date: parse_day(date).ok_or(corrupt.clone())?,
             amount: amount.parse().map_err(|_| corrupt.clone())?,
             event_id: event_id.to_owned(),
+            loan_id: loan_id.map(str::to_owned),
         });
     }
+    let undone = match item.s(attr::UNDONE) {
+        None => Vec::new(),
+        Some(text) => undone_from_text(text)?,
+    };
     let version = item
         .n(attr::VERSION)
         .and_then(|v| v.to_string().parse().ok())
         .ok_or(CorruptItem {
             attribute: attr::VERSION,
         })?;
-    Ok(History { entries, version })
+    Ok(History {
+        entries,
+        undone,
+        version,
+    })
+}
+
+fn undone_from_text(text: &str) -> Result<Vec<Undo>, CorruptItem> {
+    let corrupt = CorruptItem {
+        attribute: attr::UNDONE,
+    };
+    let mut undone = Vec::new();
+    for part in text.split(';').filter(|p| !p.is_empty()) {
+        let mut fields = part.split(' ');
+        let (Some(event_id), Some(loan_id), Some(amount), Some(paid_at), Some(paid), None) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+        ) else {
+            return Err(corrupt);
+        };
+        undone.push(Undo {
+            event_id: event_id.to_owned(),
+            loan_id: loan_id.to_owned(),
+            amount: amount.parse().map_err(|_| corrupt.clone())?,
+            paid_at: paid_at.to_owned(),
+            paid_event_id: (paid != NO_EVENT).then(|| paid.to_owned()),
+        });
+    }
+    Ok(undone)
 }
 
 /// A flag record (missed or late) as stored under `MISSEDON#`/`LATEON#`.

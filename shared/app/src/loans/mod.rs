@@ -2,8 +2,11 @@
 //! payroll checker (issue 8).
 //!
 //! - `POST /loans`, `GET /loans/{id}` — [`router`]; bulk import — [`import`]
-//! - each stored payment event updates its borrower's history and its loan — [`Loans::record_payment`],
-//!   called by the payment events processor, idempotent under redelivery
+//! - each stored payment event updates its borrower's history and its loan — [`record_payment`],
+//!   called by the payment events processor, idempotent under redelivery: a paid event adds
+//!   its payment, a failed or reversed one takes it out again (and the loan expects the payroll
+//!   it had covered once more, so the checker can flag it); one delivered before its payment
+//!   keeps that payment out ([`layout::Undo`])
 //! - the morning checker (EventBridge schedule) — [`Checker`]
 //!
 //! The table layout is in [`layout`]; the pure rules (what a loan expects next, what a payment
@@ -30,7 +33,7 @@ pub use checker::{
     MISSED_EVENT_SOURCE, MISSED_EVENT_TYPE, REPORT_PREFIX, late_key, missed_key,
 };
 pub use http::{LOANS_PATH, LoanView, router};
-pub use layout::{History, HistoryEntry, LoanRecord, LoanStatus};
+pub use layout::{History, HistoryEntry, LoanRecord, LoanStatus, Undo, UndoEffect};
 pub use store::{
     AMOUNT_TOLERANCE_DEFAULT, NewLoan, RecordOutcome, WRITE_ATTEMPTS_MAX, create_loan,
     record_payment,

@@ -7,7 +7,8 @@ use payops_core::paydays::infer::REGULAR_OUTCOMES_MIN;
 use payops_core::paydays::{Confidence, Frequency, Schedule, infer};
 use rust_decimal::Decimal;
 
-use super::layout::{FlagRecord, History, LoanRecord, LoanStatus};
+use super::layout::{self, FlagRecord, History, HistoryEntry, LoanRecord, LoanStatus};
+use crate::ports::Key;
 
 /// A matching payment this many days before the expected date still covers it (payroll run
 /// early); an earlier one is an extra payment and leaves the expected date alone.
@@ -158,6 +159,66 @@ pub fn apply_payment(
         }
     }
     (next, None)
+}
+
+/// The loan after a payment of it failed or was reversed (`history` no longer holds
+/// `removed`), and the key of the late record to delete when that payment had cleared a flag.
+///
+/// - Last paid: the loan's newest remaining payment.
+/// - A late payment that had cleared a missed flag: the flag stands again (`MISSED`).
+/// - An instalment the payment covered is expected again: the expected date moves back to the
+///   first payroll after the loan's newest remaining payment, its latest flagged date and its
+///   creation day (whichever is latest: the checker never flags a date twice, nor one before
+///   the loan), and never later than it was. When that date has passed, the next morning's
+///   checker finds the loan under it and flags it. A payment outside the amount tolerance
+///   covered nothing, so its reversal leaves the expected date alone.
+pub fn apply_reversal(
+    loan: &LoanRecord,
+    history: &History,
+    removed: &HistoryEntry,
+    amount: &Money,
+) -> (LoanRecord, Option<Key>) {
+    let mut next = loan.clone();
+    next.version += 1;
+    let of_loan = |e: &&HistoryEntry| e.loan_id.as_deref().is_none_or(|l| l == loan.loan_id);
+    let remaining = history.entries.iter().rev().find(of_loan);
+    next.last_paid_on = remaining.map(|e| e.date);
+    next.last_paid_amount = remaining.map(|e| e.amount);
+    let mut late_record = None;
+    if loan.status == LoanStatus::PaidLate
+        && loan.late_paid_on == Some(removed.date)
+        && let Some(missed) = loan.missed_expected_date
+    {
+        next.status = LoanStatus::Missed;
+        next.late_paid_on = None;
+        late_record = Some(Key::new(
+            layout::late_partition(removed.date),
+            layout::flag_sk(&loan.loan_id, missed),
+        ));
+    }
+    if !amount_matches(loan, amount) {
+        return (next, late_record);
+    }
+    let created_on = loan
+        .created_at
+        .get(..10)
+        .and_then(|t| NaiveDate::parse_from_str(t, "%Y-%m-%d").ok());
+    let floor = [next.last_paid_on, loan.missed_expected_date, created_on]
+        .into_iter()
+        .flatten()
+        .max()
+        .or_else(|| removed.date.pred_opt());
+    let Some(as_of) = floor else {
+        return (next, late_record);
+    };
+    let replanned = plan(&history.dates(), loan.declared_schedule, as_of);
+    apply_plan(&mut next, &replanned);
+    if let Some(back) = replanned.expected_date
+        && loan.expected_date.is_none_or(|current| back < current)
+    {
+        set_expected(&mut next, &replanned);
+    }
+    (next, late_record)
 }
 
 /// The loan after the checker found its expected date `expected` unpaid on `checked_on`:

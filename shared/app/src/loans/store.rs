@@ -8,8 +8,8 @@ use payops_core::{Money, payment_event};
 use rust_decimal::Decimal;
 
 use super::layout::{
-    self, History, HistoryEntry, LoanRecord, history_from_item, history_item, history_key,
-    loan_from_item, loan_item, loan_key,
+    self, History, HistoryEntry, LoanRecord, Undo, UndoEffect, history_from_item, history_item,
+    history_key, loan_from_item, loan_item, loan_key,
 };
 use super::plan;
 use super::{Loans, LoansError};
@@ -58,15 +58,23 @@ impl NewLoan {
     }
 }
 
-/// What recording a payment did.
+/// What recording a payment event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordOutcome {
-    /// Added to the history (and applied to its loan, if the loan is known).
+    /// A paid event added to the history (and applied to its loan, if the loan is known).
     Recorded { loan_updated: bool },
-    /// The history already holds this event: a redelivery; nothing changed.
+    /// The history already handled this event: a redelivery; nothing changed.
     AlreadyRecorded,
-    /// Not a paid event, or older than the whole (full) history: ignored.
+    /// A paid event older than the whole (full) history: ignored.
     Ignored,
+    /// A failed/reversed event took its payment out of the history (and out of its loan, if
+    /// the loan is known).
+    Undone { loan_updated: bool },
+    /// A failed/reversed event whose payment is not in the history (yet): remembered, so that
+    /// the payment, if it arrives later, is not added.
+    UndoPending,
+    /// A paid event whose failure or reversal arrived first: not added.
+    Cancelled,
 }
 
 fn corrupt(key: &Key, source: layout::CorruptItem) -> LoansError {
@@ -117,59 +125,152 @@ pub(crate) fn lost_race(e: &TableError) -> bool {
     )
 }
 
-/// Adds a paid event to its borrower's history and applies it to its loan, in one
-/// transaction. Idempotent: the history remembers event ids, so a redelivery changes nothing.
+/// Applies a payment event to its borrower's history and its loan, in one transaction: a paid
+/// event adds its payment; a failed or reversed one takes the payment out again (see
+/// [`layout::Undo`] for which payment, and for one delivered before its payment).
+/// Idempotent: the history remembers the ids of the events it handled, so a redelivery
+/// changes nothing, and a payment taken out is never added back by its own redelivery.
 pub async fn record_payment(
     table: &dyn Table,
     event: &PaymentEvent,
 ) -> Result<RecordOutcome, LoansError> {
-    if event.status != PaymentStatus::Paid {
-        return Ok(RecordOutcome::Ignored);
+    match event.status {
+        PaymentStatus::Paid => record_paid(table, event).await,
+        PaymentStatus::Failed | PaymentStatus::Reversed => record_undo(table, event).await,
     }
+}
+
+/// The loan of `event` when it belongs to the event's borrower.
+async fn loan_of(
+    table: &dyn Table,
+    event: &PaymentEvent,
+) -> Result<Option<LoanRecord>, LoansError> {
+    match read_loan(table, event.loan_id.as_str()).await? {
+        Some(loan) if loan.borrower_id.expose() == event.borrower_id.expose() => Ok(Some(loan)),
+        Some(_) => {
+            tracing::warn!(loan_id = %event.loan_id, "payment's borrower is not the loan's; loan left alone");
+            Ok(None)
+        }
+        None => Ok(None),
+    }
+}
+
+fn history_write(borrower: &str, history: &History, read_version: u64) -> Write {
+    Write::Put {
+        item: history_item(borrower, history),
+        condition: Some(at_version(read_version)),
+    }
+}
+
+async fn record_paid(table: &dyn Table, event: &PaymentEvent) -> Result<RecordOutcome, LoansError> {
     let borrower = event.borrower_id.expose();
     let paid_on = event.day();
     for _ in 0..WRITE_ATTEMPTS_MAX {
         let history = read_history(table, borrower).await?;
-        if history.contains(event.event_id.as_str()) {
+        if history.handled(event.event_id.as_str()) {
             return Ok(RecordOutcome::AlreadyRecorded);
         }
         let mut updated = history.clone();
+        updated.version = history.version + 1;
+        if updated.cancel_by_pending(
+            event.loan_id.as_str(),
+            event.amount.amount(),
+            &event.paid_at_text(),
+            event.event_id.as_str(),
+        ) {
+            // Its failure or reversal came first: the payment never counts, and the loan never
+            // saw it.
+            match table
+                .transact(vec![history_write(borrower, &updated, history.version)])
+                .await
+            {
+                Ok(()) => return Ok(RecordOutcome::Cancelled),
+                Err(e) if lost_race(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
         if !updated.insert(HistoryEntry {
             date: paid_on,
             amount: event.amount.amount(),
             event_id: event.event_id.as_str().to_owned(),
+            loan_id: Some(event.loan_id.as_str().to_owned()),
         }) {
             return Ok(RecordOutcome::Ignored);
         }
-        updated.version = history.version + 1;
-        let mut writes = vec![Write::Put {
-            item: history_item(borrower, &updated),
-            condition: Some(at_version(history.version)),
-        }];
-        let loan = read_loan(table, event.loan_id.as_str()).await?;
-        let loan_updated = match &loan {
-            Some(loan) if loan.borrower_id.expose() == borrower => {
-                let (next, late) = plan::apply_payment(loan, &updated, paid_on, &event.amount);
+        let mut writes = vec![history_write(borrower, &updated, history.version)];
+        let loan = loan_of(table, event).await?;
+        if let Some(loan) = &loan {
+            let (next, late) = plan::apply_payment(loan, &updated, paid_on, &event.amount);
+            writes.push(Write::Put {
+                item: loan_item(&next),
+                condition: Some(at_version(loan.version)),
+            });
+            if let Some(late) = late {
                 writes.push(Write::Put {
-                    item: loan_item(&next),
-                    condition: Some(at_version(loan.version)),
+                    item: layout::flag_item(layout::late_partition(paid_on), &late),
+                    condition: None,
                 });
-                if let Some(late) = late {
-                    writes.push(Write::Put {
-                        item: layout::flag_item(layout::late_partition(paid_on), &late),
-                        condition: None,
-                    });
-                }
-                true
             }
-            Some(_) => {
-                tracing::warn!(loan_id = %event.loan_id, "payment's borrower is not the loan's; loan left alone");
-                false
-            }
-            None => false,
-        };
+        }
         match table.transact(writes).await {
-            Ok(()) => return Ok(RecordOutcome::Recorded { loan_updated }),
+            Ok(()) => {
+                return Ok(RecordOutcome::Recorded {
+                    loan_updated: loan.is_some(),
+                });
+            }
+            Err(e) if lost_race(&e) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(LoansError::Contended(format!(
+        "history of loan {}",
+        event.loan_id
+    )))
+}
+
+async fn record_undo(table: &dyn Table, event: &PaymentEvent) -> Result<RecordOutcome, LoansError> {
+    let borrower = event.borrower_id.expose();
+    for _ in 0..WRITE_ATTEMPTS_MAX {
+        let history = read_history(table, borrower).await?;
+        if history.handled(event.event_id.as_str()) {
+            return Ok(RecordOutcome::AlreadyRecorded);
+        }
+        let mut updated = history.clone();
+        updated.version = history.version + 1;
+        let effect = updated.undo(Undo {
+            event_id: event.event_id.as_str().to_owned(),
+            loan_id: event.loan_id.as_str().to_owned(),
+            amount: event.amount.amount(),
+            paid_at: event.paid_at_text(),
+            paid_event_id: None,
+        });
+        let mut writes = vec![history_write(borrower, &updated, history.version)];
+        let mut loan_updated = false;
+        if let UndoEffect::Removed(removed) = &effect
+            && let Some(loan) = loan_of(table, event).await?
+        {
+            let (next, late_record) = plan::apply_reversal(&loan, &updated, removed, &event.amount);
+            writes.push(Write::Put {
+                item: loan_item(&next),
+                condition: Some(at_version(loan.version)),
+            });
+            if let Some(key) = late_record {
+                // The late payment that cleared the flag is gone: so is its line in the
+                // late report of a re-run.
+                writes.push(Write::Delete {
+                    key,
+                    condition: None,
+                });
+            }
+            loan_updated = true;
+        }
+        match table.transact(writes).await {
+            Ok(()) => {
+                return Ok(match effect {
+                    UndoEffect::Removed(_) => RecordOutcome::Undone { loan_updated },
+                    UndoEffect::Pending => RecordOutcome::UndoPending,
+                });
+            }
             Err(e) if lost_race(&e) => continue,
             Err(e) => return Err(e.into()),
         }

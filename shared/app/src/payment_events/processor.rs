@@ -1,8 +1,10 @@
 //! The queue consumer: stores each event exactly once and keeps the per-day aggregates; when
-//! wired with the loans table, it also adds each paid event to its borrower's pay history and
-//! applies it to its loan (issue 8). That update is idempotent on its own (the history keeps
-//! event ids), so it runs after a stored event and after a duplicate alike: a crash between the
-//! event's transaction and the history's is repaired by the redelivery.
+//! wired with the loans table, it also keeps borrowers' pay histories and loans (issue 8): a
+//! paid event adds its payment and applies it to its loan; a failed or reversed one takes that
+//! payment out of both again, or, delivered before the payment, keeps it out when it comes
+//! (see `loans::layout::Undo`). That update is idempotent on its own (the history keeps the
+//! ids of the events it handled), so it runs after a stored event and after a duplicate alike:
+//! a crash between the event's transaction and the history's is repaired by the redelivery.
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -51,7 +53,8 @@ impl Processor {
         Processor { state, loans: None }
     }
 
-    /// Also keeps borrowers' pay histories and loans (issue 8) in `loans_table`.
+    /// Also keeps borrowers' pay histories and loans (issue 8) in `loans_table`: paid events
+    /// add payments, failed and reversed ones take them out.
     pub fn with_pay_history(mut self, loans_table: Arc<dyn Table>) -> Self {
         self.loans = Some(loans_table);
         self

@@ -1,9 +1,15 @@
 //! The nightly consistency check (EventBridge schedule): for every batch in `PROCESSING` or
-//! `COMPLETED`, compare the payments, the per-source and per-branch aggregates and the
-//! ledger; re-enqueue payments stuck in `UNPROCESSED`; report every difference (logged by
-//! kind and count, written in full to S3), never overwrite anything.
+//! `COMPLETED`, reconcile the payments with the provider's record of them (see [`provider`]),
+//! compare the payments, the per-source and per-branch aggregates and the ledger; re-enqueue
+//! payments stuck in `UNPROCESSED`; report every difference (logged by kind and count,
+//! written in full to S3). Nothing is overwritten: the only write besides re-enqueueing is a
+//! forward-only status move the provider reports and we missed (a lost webhook), made through
+//! the webhook's own transition code and reported as a correction.
+
+pub mod provider;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
@@ -20,10 +26,10 @@ use super::materialise::enqueue_employees;
 use super::progress::{self, GroupProgress};
 use super::report::all_payments;
 use super::transitions::PaymentRecord;
-use super::{Payroll, PayrollAppError};
+use super::{Disbursement, Payroll, PayrollAppError};
 use crate::HandlerError;
 use crate::handler::EventHandler;
-use crate::ports::{Query, SortKeyRange};
+use crate::ports::{PaymentProvider, Query, SortKeyRange};
 
 /// A payment `UNPROCESSED` this long after its batch was materialised is stuck.
 pub const STUCK_AFTER_MINUTES: i64 = 60;
@@ -37,11 +43,18 @@ pub const CHECKS_PREFIX: &str = "payroll/checks/";
 
 pub struct ConsistencyCheck {
     state: Payroll,
+    provider: Arc<dyn PaymentProvider>,
 }
 
 impl ConsistencyCheck {
-    pub fn new(state: Payroll) -> Self {
-        ConsistencyCheck { state }
+    /// The payroll ports and the provider the payments are reconciled against (without a
+    /// configured provider, `Disbursement::from_resources` gives one whose calls fail: the
+    /// run then reports `provider_unavailable` and does the rest).
+    pub fn new(d: Disbursement) -> Self {
+        ConsistencyCheck {
+            state: d.payroll,
+            provider: d.provider,
+        }
     }
 }
 
@@ -49,7 +62,7 @@ impl ConsistencyCheck {
 pub struct Difference {
     pub batch_id: String,
     /// `aggregate`, `ledger_missing`, `ledger_unexpected`, `ledger_unbalanced`,
-    /// `ledger_balance`.
+    /// `ledger_balance`, or one of the provider's (`provider::KIND_*`).
     pub kind: &'static str,
     /// The aggregate (`SRC#…`, `BR#…`), payment or account concerned.
     pub subject: String,
@@ -61,21 +74,48 @@ pub struct CheckReport {
     pub batches_checked: u64,
     pub payments_checked: u64,
     pub re_enqueued_payments: u64,
+    /// Whether the run compared with the provider at all.
+    pub provider_checked: bool,
+    pub provider_pages: u64,
+    pub provider_payments_listed: u64,
+    /// The provider's listing was read to its end.
+    pub provider_listing_complete: bool,
+    /// Payments a limit (or a provider failure) left uncompared with the provider.
+    pub provider_unchecked: u64,
+    /// Forward status moves applied from the provider's record.
+    pub corrections_applied: u64,
     pub differences: Vec<Difference>,
 }
 
-/// Checks one batch; `now` decides which `UNPROCESSED` payments are stuck.
+async fn read_payments(
+    p: &Payroll,
+    batch_id: &str,
+) -> Result<(Vec<crate::ports::Item>, Vec<PaymentRecord>), PayrollAppError> {
+    let items = all_payments(p, batch_id).await?;
+    let payments = items
+        .iter()
+        .map(PaymentRecord::from_item)
+        .collect::<Result<_, _>>()?;
+    Ok((items, payments))
+}
+
+/// Checks one batch; `now` decides which `UNPROCESSED` payments are stuck. With the
+/// provider's listing, reconciles first (a correction is then seen by the comparisons).
 pub async fn check_batch(
     p: &Payroll,
+    listing: Option<&mut provider::Listing<'_>>,
     batch_id: &str,
     now: DateTime<Utc>,
     report: &mut CheckReport,
 ) -> Result<(), PayrollAppError> {
-    let items = all_payments(p, batch_id).await?;
-    let payments: Vec<PaymentRecord> = items
-        .iter()
-        .map(PaymentRecord::from_item)
-        .collect::<Result<_, _>>()?;
+    let (mut items, mut payments) = read_payments(p, batch_id).await?;
+    if let Some(listing) = listing {
+        let corrected = provider::reconcile_batch(p, listing, batch_id, &payments, report).await?;
+        report.corrections_applied += corrected;
+        if corrected > 0 {
+            (items, payments) = read_payments(p, batch_id).await?;
+        }
+    }
     report.batches_checked += 1;
     report.payments_checked += payments.len() as u64;
     compare_aggregates(p, batch_id, &payments, report).await?;
@@ -282,8 +322,13 @@ pub fn compare_ledger(
     }
 }
 
-/// Runs the check over the newest batches that have payments.
-pub async fn run(p: &Payroll, now: DateTime<Utc>) -> Result<CheckReport, PayrollAppError> {
+/// Runs the check over the newest batches that have payments; with a provider, reconciles
+/// them against its record first.
+pub async fn run(
+    p: &Payroll,
+    provider: Option<&dyn PaymentProvider>,
+    now: DateTime<Utc>,
+) -> Result<CheckReport, PayrollAppError> {
     let page = p
         .table
         .query(
@@ -295,14 +340,26 @@ pub async fn run(p: &Payroll, now: DateTime<Utc>) -> Result<CheckReport, Payroll
         )
         .await?;
     let mut report = CheckReport::default();
+    let mut checked = Vec::new();
     for item in &page.items {
         let view = view_of(item)?;
         if matches!(
             view.status,
             BatchStatus::Processing | BatchStatus::Completed
         ) {
-            check_batch(p, &view.batch_id, now, &mut report).await?;
+            checked.push(view.batch_id);
         }
+    }
+    let mut listing = match provider {
+        Some(provider) => {
+            report.provider_checked = true;
+            let ids: BTreeSet<String> = checked.iter().cloned().collect();
+            Some(provider::list(p, provider, &ids, &mut report).await?)
+        }
+        None => None,
+    };
+    for batch_id in &checked {
+        check_batch(p, listing.as_mut(), batch_id, now, &mut report).await?;
     }
     let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
     for d in &report.differences {
@@ -318,12 +375,15 @@ pub async fn run(p: &Payroll, now: DateTime<Utc>) -> Result<CheckReport, Payroll
             batches = report.batches_checked,
             payments = report.payments_checked,
             re_enqueued = report.re_enqueued_payments,
+            provider_checked = report.provider_checked,
+            provider_listed = report.provider_payments_listed,
             "payroll consistency check: no differences"
         );
     } else {
         tracing::error!(
             batches = report.batches_checked,
             differences = report.differences.len(),
+            corrections = report.corrections_applied,
             kinds = ?by_kind,
             report = key,
             "payroll consistency check found differences"
@@ -339,13 +399,18 @@ impl EventHandler for ConsistencyCheck {
         event: EventBridgeEvent<serde_json::Value>,
     ) -> Result<serde_json::Value, HandlerError> {
         let now = event.time.unwrap_or_else(|| self.state.clock.now());
-        let mut report = run(&self.state, now).await?;
+        let mut report = run(&self.state, Some(self.provider.as_ref()), now).await?;
         let total = report.differences.len();
         report.differences.truncate(DIFFERENCES_LISTED_MAX);
         Ok(serde_json::json!({
             "batches_checked": report.batches_checked,
             "payments_checked": report.payments_checked,
             "re_enqueued_payments": report.re_enqueued_payments,
+            "provider_checked": report.provider_checked,
+            "provider_payments_listed": report.provider_payments_listed,
+            "provider_listing_complete": report.provider_listing_complete,
+            "provider_unchecked": report.provider_unchecked,
+            "corrections_applied": report.corrections_applied,
             "difference_count": total,
             "differences": report.differences,
         }))

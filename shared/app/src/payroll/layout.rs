@@ -14,6 +14,7 @@
 //! | provider account of a party | `PARTY#{EMP or PAYER}#{id}` | `ACCT#{fingerprint}` | |
 //! | ledger transaction | `LEDGER#{batch}` | `{payment}#{kind}` | |
 //! | applied webhook event | `WEBHOOK#{event}` | `EVENT` | |
+//! | the nightly check's place in the provider's listing | `CHECK#PROVIDER` | `LISTING` | |
 //!
 //! - A batch's payments, aggregates and markers share one partition: one query pages a
 //!   batch in row order (reports), and the aggregates come back in one short query (`SRC#`,
@@ -167,6 +168,10 @@ pub fn ledger_key(batch_id: &str, tx: &LedgerTransaction) -> Key {
 }
 pub fn webhook_event_key(event_id: &str) -> Key {
     Key::new(format!("WEBHOOK#{event_id}"), EVENT_SK)
+}
+/// Where the nightly check starts reading the provider's listing (`check::provider`).
+pub fn provider_checkpoint_key() -> Key {
+    Key::new("CHECK#PROVIDER", "LISTING")
 }
 
 /// Who a provider party is: an employee (individual) or a payer (corporation).

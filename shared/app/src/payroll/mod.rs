@@ -33,7 +33,6 @@ pub mod workflow;
 
 use std::sync::Arc;
 
-use payops_core::Secret;
 use payops_core::payroll::eta::ProviderRates;
 
 use crate::HandlerError;
@@ -43,7 +42,6 @@ use crate::provider_http::HttpProvider;
 use crate::provider_limiter::{LimitedProvider, Rate, RateLimits, SharedLimiter};
 use crate::resources::{
     PAYROLL_ACCOUNTS_QUEUE, PAYROLL_PAYMENTS_QUEUE, PAYROLL_TABLE, ResourceError, Resources,
-    WEBHOOK_SECRET_ENV,
 };
 
 pub use accounts::AccountsWorker;
@@ -71,8 +69,6 @@ pub struct Payroll {
     pub payments_queue: Arc<dyn Queue>,
     pub workflows: Arc<dyn Workflows>,
     pub clock: Arc<dyn Clock>,
-    /// The provider's webhook signing secret.
-    pub webhook_secret: Secret<String>,
     /// The state machine to start per batch (ARN in AWS, logical id locally).
     pub state_machine: String,
     /// The provider's allowed rates (for the estimate shown at approval).
@@ -89,7 +85,6 @@ impl Payroll {
             payments_queue: resources.queue(&PAYROLL_PAYMENTS_QUEUE)?,
             workflows: resources.workflows()?,
             clock: resources.clock(),
-            webhook_secret: resources.secret(WEBHOOK_SECRET_ENV)?,
             state_machine: std::env::var(STATE_MACHINE_ENV)
                 .ok()
                 .filter(|v| !v.is_empty())

@@ -15,6 +15,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+use payops_core::Secret;
 use payops_core::payroll::PaymentStatus;
 use payops_core::webhook_signature::{self, SIGNATURE_HEADER, TOLERANCE_SECONDS};
 use serde::Serialize;
@@ -29,13 +30,21 @@ pub const WEBHOOK_PATH: &str = "/webhooks/provider";
 /// Largest webhook body accepted (the provider's own request limit).
 pub const WEBHOOK_BYTES_MAX: usize = REQUEST_BODY_BYTES_MAX;
 
-pub fn webhook_router(state: Payroll) -> Router {
+/// The webhook's state: the flow's ports and the provider's signing secret (which no other
+/// payroll function holds).
+#[derive(Clone)]
+pub struct WebhookState {
+    pub payroll: Payroll,
+    pub secret: Secret<String>,
+}
+
+pub fn webhook_router(payroll: Payroll, secret: Secret<String>) -> Router {
     Router::new()
         .route(
             WEBHOOK_PATH,
             post(receive).layer(DefaultBodyLimit::max(WEBHOOK_BYTES_MAX)),
         )
-        .with_state(state)
+        .with_state(WebhookState { payroll, secret })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -46,12 +55,15 @@ pub struct WebhookAnswer {
 }
 
 async fn receive(
-    State(state): State<Payroll>,
+    State(WebhookState {
+        payroll: state,
+        secret,
+    }): State<WebhookState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<WebhookAnswer>), ApiError> {
     let body = body.map_err(|_| ApiError::bad_request("body", "body could not be read"))?;
-    verify(&state, &headers, &body)?;
+    verify(&state, &secret, &headers, &body)?;
     let event: WebhookEvent = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("body", format!("not a provider event: {e}")))?;
     let outcome = handle_event(&state, &event).await.map_err(|e| match e {
@@ -73,7 +85,12 @@ async fn receive(
     ))
 }
 
-fn verify(state: &Payroll, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+fn verify(
+    state: &Payroll,
+    secret: &Secret<String>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), ApiError> {
     let header = match headers.get(SIGNATURE_HEADER).map(|v| v.to_str()) {
         None => None,
         Some(Ok(text)) => Some(text),
@@ -85,7 +102,7 @@ fn verify(state: &Payroll, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiEr
     };
     let now = state.clock.now().timestamp();
     webhook_signature::verify(
-        state.webhook_secret.expose().as_bytes(),
+        secret.expose().as_bytes(),
         header,
         body,
         now,

@@ -13,8 +13,10 @@
 //! Friday (the Reserve Banks stay open that Friday), so it adds no extra closed day.
 //!
 //! A business day is a Monday to Friday that is not an observed holiday. Lookups go through a
-//! bitset built once for the years [`FAST_YEAR_MIN`]..=[`FAST_YEAR_MAX`] (computed from the
-//! rules above, never typed in); dates outside fall back to the rules.
+//! per-day table built once for the years [`FAST_YEAR_MIN`]..=[`FAST_YEAR_MAX`] (computed from
+//! the rules above, never typed in): for each day, how far back the business day on or before
+//! it is, so "is it open" and "where does payroll land" are one load each. Dates outside fall
+//! back to the rules. The `_at` functions take [`DayNumber`]s, for the inference's hot paths.
 
 use std::sync::OnceLock;
 
@@ -151,31 +153,121 @@ fn is_business_day_by_rule(date: NaiveDate) -> bool {
     !is_weekend(date) && holiday_on(date).is_none()
 }
 
-/// One bit per day from Jan 1 of FAST_YEAR_MIN: set when the day is a business day.
+/// A day number: [`NaiveDate::num_days_from_ce`] (0001-01-01 is day 1, a Monday). The hot
+/// paths of the inference work on day numbers: comparing and offsetting them is integer
+/// arithmetic, where every chrono step converts through year, ordinal and flags.
+pub type DayNumber = i32;
+
+/// Day number of 1970-01-01, the epoch of the civil-date conversions below.
+const UNIX_EPOCH_DAY: i64 = 719_163;
+/// Days in a 400-year Gregorian cycle.
+const DAYS_PER_ERA: i64 = 146_097;
+/// Days from 0000-03-01 (the start of a shifted era) to 1970-01-01.
+const ERA_START_TO_UNIX_EPOCH_DAYS: i64 = 719_468;
+
+pub fn day_number(date: NaiveDate) -> DayNumber {
+    date.num_days_from_ce()
+}
+
+/// The date of a day number, saturating at chrono's range.
+pub fn date_of_day(day: DayNumber) -> NaiveDate {
+    NaiveDate::from_num_days_from_ce_opt(day).unwrap_or(if day < 1 {
+        NaiveDate::MIN
+    } else {
+        NaiveDate::MAX
+    })
+}
+
+/// The weekday of a day number, Monday = 0 .. Sunday = 6.
+pub fn weekday_of_day(day: DayNumber) -> u32 {
+    // Day 1 is a Monday; rem_euclid is in 0..7.
+    (day - 1).rem_euclid(7) as u32
+}
+
+pub fn is_leap_year(year: i32) -> bool {
+    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+}
+
+/// Days in a month (1..=12).
+pub fn days_in_month(year: i32, month: u32) -> u32 {
+    match month {
+        4 | 6 | 9 | 11 => 30,
+        2 if is_leap_year(year) => 29,
+        2 => 28,
+        _ => 31,
+    }
+}
+
+/// (year, month, day) of a day number (proleptic Gregorian, H. Hinnant's `civil_from_days`).
+pub fn civil_of_day(day: DayNumber) -> (i32, u32, u32) {
+    let z = i64::from(day) - UNIX_EPOCH_DAY + ERA_START_TO_UNIX_EPOCH_DAYS;
+    let era = z.div_euclid(DAYS_PER_ERA);
+    let doe = z - era * DAYS_PER_ERA;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    // Any i32 day number is within a few million years: the year fits an i32; m and d are
+    // 1..=12 and 1..=31.
+    (y as i32, m as u32, d as u32)
+}
+
+/// The day number of (year, month 1..=12, day 1..=31) (H. Hinnant's `days_from_civil`).
+pub fn day_of_civil(year: i32, month: u32, day: u32) -> DayNumber {
+    let (m, d) = (i64::from(month), i64::from(day));
+    let y = i64::from(year) - i64::from(month <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    // Callers pass years of chrono's range, whose day numbers fit an i32.
+    (era * DAYS_PER_ERA + doe - ERA_START_TO_UNIX_EPOCH_DAYS + UNIX_EPOCH_DAY) as DayNumber
+}
+
+/// In [`BusinessDays::back`]: a closed day whose business day on or before is not in the table.
+const BACK_UNKNOWN: u8 = u8::MAX;
+
+/// Per day from Jan 1 of FAST_YEAR_MIN: how many days back the business day on or before it
+/// is (0 on a business day), computed once from the rules.
 struct BusinessDays {
-    first_day: i32,
-    bits: Vec<u64>,
+    first_day: DayNumber,
+    back: Vec<u8>,
 }
 
 fn business_days() -> &'static BusinessDays {
     static TABLE: OnceLock<BusinessDays> = OnceLock::new();
     TABLE.get_or_init(|| {
-        // Both dates are valid calendar dates, so the constructors cannot fail.
-        let first = NaiveDate::from_ymd_opt(FAST_YEAR_MIN, 1, 1).expect("a valid date");
-        let last = NaiveDate::from_ymd_opt(FAST_YEAR_MAX, 12, 31).expect("a valid date");
-        let first_day = first.num_days_from_ce();
-        let len = (last.num_days_from_ce() - first_day + 1) as usize;
-        let mut bits = vec![0u64; len.div_ceil(64)];
-        let mut closed = std::collections::HashSet::new();
+        let first_day = day_of_civil(FAST_YEAR_MIN, 1, 1);
+        let last_day = day_of_civil(FAST_YEAR_MAX, 12, 31);
+        // last_day > first_day (constants), so the length is positive.
+        let len = (last_day - first_day + 1) as usize;
+        let mut open: Vec<bool> = (first_day..=last_day)
+            .map(|day| weekday_of_day(day) < 5)
+            .collect();
         for year in FAST_YEAR_MIN..=FAST_YEAR_MAX {
-            closed.extend(fed_holidays(year).into_iter().map(|(d, _)| d));
-        }
-        for (i, date) in first.iter_days().take(len).enumerate() {
-            if !is_weekend(date) && !closed.contains(&date) {
-                bits[i / 64] |= 1 << (i % 64);
+            for (date, _) in fed_holidays(year) {
+                if let Ok(i) = usize::try_from(day_number(date) - first_day)
+                    && let Some(slot) = open.get_mut(i)
+                {
+                    *slot = false;
+                }
             }
         }
-        BusinessDays { first_day, bits }
+        let mut back = vec![0u8; len];
+        for i in 0..len {
+            back[i] = if open[i] {
+                0
+            } else if i == 0 {
+                BACK_UNKNOWN
+            } else {
+                // A closed run is at most CLOSED_RUN_DAYS_MAX days long, far below BACK_UNKNOWN;
+                // after an unknown day the sum saturates and stays unknown.
+                back[i - 1].saturating_add(1)
+            };
+        }
+        BusinessDays { first_day, back }
     })
 }
 
@@ -184,33 +276,42 @@ pub fn is_business_day(date: NaiveDate) -> bool {
     is_business_day_number(date.num_days_from_ce()).unwrap_or_else(|| is_business_day_by_rule(date))
 }
 
-/// The bitset lookup by day number (`num_days_from_ce`); `None` outside the fast range.
-pub(crate) fn is_business_day_number(day: i32) -> Option<bool> {
+/// [`is_business_day`] on a day number.
+pub fn is_business_day_at(day: DayNumber) -> bool {
+    is_business_day_number(day).unwrap_or_else(|| is_business_day_by_rule(date_of_day(day)))
+}
+
+/// The table lookup by day number; `None` outside the fast range.
+pub(crate) fn is_business_day_number(day: DayNumber) -> Option<bool> {
     let table = business_days();
-    let i = usize::try_from(day - table.first_day).ok()?;
-    let word = table.bits.get(i / 64)?;
-    Some(word & (1 << (i % 64)) != 0)
+    let i = usize::try_from(day.checked_sub(table.first_day)?).ok()?;
+    table.back.get(i).map(|&b| b == 0)
 }
 
 /// `date` itself when it is a business day, else the closest business day before it: where a
 /// payroll scheduled on `date` is actually paid.
 pub fn on_or_before_business_day(date: NaiveDate) -> NaiveDate {
-    // Fast path: one day-number conversion, then bit lookups; dates are only built when the
-    // day is closed (a weekend or holiday), which is the rarer case.
-    let day = date.num_days_from_ce();
-    for back in 0..CLOSED_RUN_DAYS_MAX {
-        match is_business_day_number(day - back as i32) {
-            Some(true) if back == 0 => return date,
-            Some(true) => {
-                return date
-                    .checked_sub_days(chrono::Days::new(u64::from(back)))
-                    .unwrap_or(date);
-            }
-            Some(false) => continue,
-            None => return on_or_before_business_day_by_rule(date),
-        }
+    let day = day_number(date);
+    match on_or_before_in_table(day) {
+        Some(paid) if paid == day => date,
+        Some(paid) => date_of_day(paid),
+        None => on_or_before_business_day_by_rule(date),
     }
-    on_or_before_business_day_by_rule(date)
+}
+
+/// [`on_or_before_business_day`] on a day number: one table lookup in the fast range.
+pub fn on_or_before_business_day_at(day: DayNumber) -> DayNumber {
+    on_or_before_in_table(day)
+        .unwrap_or_else(|| day_number(on_or_before_business_day_by_rule(date_of_day(day))))
+}
+
+fn on_or_before_in_table(day: DayNumber) -> Option<DayNumber> {
+    let table = business_days();
+    let i = usize::try_from(day.checked_sub(table.first_day)?).ok()?;
+    match *table.back.get(i)? {
+        BACK_UNKNOWN => None,
+        back => Some(day - DayNumber::from(back)),
+    }
 }
 
 /// The same walk on dates and rules, for dates outside the precomputed table.
@@ -347,10 +448,30 @@ mod tests {
 
     proptest! {
         #[test]
-        fn the_bitset_agrees_with_the_rules(day in 0i64..(230 * 366)) {
+        fn the_table_agrees_with_the_rules(day in -400i64..(230 * 366 + 400)) {
             let date = d(FAST_YEAR_MIN, 1, 1) + chrono::Duration::days(day);
-            prop_assume!(date.year() <= FAST_YEAR_MAX);
             prop_assert_eq!(is_business_day(date), is_business_day_by_rule(date));
+            prop_assert_eq!(is_business_day_at(day_number(date)), is_business_day_by_rule(date));
+            prop_assert_eq!(
+                on_or_before_business_day(date),
+                on_or_before_business_day_by_rule(date)
+            );
+            prop_assert_eq!(
+                on_or_before_business_day_at(day_number(date)),
+                day_number(on_or_before_business_day_by_rule(date))
+            );
+        }
+
+        #[test]
+        fn day_numbers_agree_with_chrono(day in -3_000_000i32..3_000_000) {
+            let date = NaiveDate::from_num_days_from_ce_opt(day).unwrap();
+            prop_assert_eq!(day_number(date), day);
+            prop_assert_eq!(date_of_day(day), date);
+            prop_assert_eq!(civil_of_day(day), (date.year(), date.month(), date.day()));
+            prop_assert_eq!(day_of_civil(date.year(), date.month(), date.day()), day);
+            prop_assert_eq!(weekday_of_day(day), date.weekday().num_days_from_monday());
+            let last = last_day_of_month(date.year(), date.month()).unwrap();
+            prop_assert_eq!(days_in_month(date.year(), date.month()), last.day());
         }
 
         #[test]

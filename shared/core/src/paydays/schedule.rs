@@ -7,7 +7,10 @@ use std::str::FromStr;
 
 use chrono::{Datelike, Days, NaiveDate, Weekday};
 
-use super::calendar::{CLOSED_RUN_DAYS_MAX, last_day_of_month, on_or_before_business_day};
+use super::calendar::{
+    CLOSED_RUN_DAYS_MAX, DayNumber, civil_of_day, date_of_day, day_number, day_of_civil,
+    days_in_month, last_day_of_month, on_or_before_business_day_at,
+};
 
 /// Days between two pay dates of a weekly schedule.
 pub const WEEKLY_PERIOD_DAYS: u64 = 7;
@@ -17,6 +20,9 @@ pub const BIWEEKLY_PERIOD_DAYS: u64 = 14;
 pub const SEMI_MONTHLY_GAP_DAYS_MIN: u8 = 10;
 /// Longest text of a declared schedule.
 pub const SCHEDULE_TEXT_BYTES_MAX: usize = 64;
+/// The next paid date is searched this many days after the as-of date (every schedule pays at
+/// least once in any 32 days).
+const NEXT_PAID_SEARCH_DAYS: DayNumber = 40;
 
 /// The class of a pay schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -178,40 +184,62 @@ impl Schedule {
 
     /// The nominal dates in `[from, to]`, ascending, appended to `out`.
     pub fn nominal_dates(&self, from: NaiveDate, to: NaiveDate, out: &mut Vec<NaiveDate>) {
-        match *self {
-            Schedule::Weekly { anchor } => periodic(anchor, WEEKLY_PERIOD_DAYS, from, to, out),
-            Schedule::Biweekly { anchor } => periodic(anchor, BIWEEKLY_PERIOD_DAYS, from, to, out),
-            Schedule::SemiMonthly { first, second } => {
-                monthly(&[first, second], from, to, out);
-            }
-            Schedule::Monthly { day } => monthly(&[day], from, to, out),
-        }
+        let mut days = Vec::new();
+        self.nominal_days(day_number(from), day_number(to), &mut days);
+        out.extend(days.into_iter().map(date_of_day));
     }
 
     /// The dates payroll is paid in `[from, to]`, ascending, appended to `out`.
     pub fn paid_dates(&self, from: NaiveDate, to: NaiveDate, out: &mut Vec<NaiveDate>) {
-        let start = out.len();
-        let nominal_to = add_days(to, u64::from(CLOSED_RUN_DAYS_MAX)).unwrap_or(to);
-        self.nominal_dates(from, nominal_to, out);
-        let mut kept = start;
-        for i in start..out.len() {
-            let paid = on_or_before_business_day(out[i]);
-            if paid >= from && paid <= to && (kept == start || out[kept - 1] < paid) {
-                out[kept] = paid;
-                kept += 1;
-            }
-        }
-        out.truncate(kept);
+        let mut days = Vec::new();
+        self.paid_days(day_number(from), day_number(to), &mut days);
+        out.extend(days.into_iter().map(date_of_day));
     }
 
     /// The first date strictly after `as_of` on which payroll is paid.
     pub fn next_paid_after(&self, as_of: NaiveDate) -> Option<NaiveDate> {
-        let mut out = Vec::with_capacity(4);
-        let from = as_of.succ_opt()?;
+        // Within chrono's range: the date after as_of and the 40 days after it exist.
+        add_days(as_of, 41)?;
+        self.next_paid_day_after(day_number(as_of)).map(date_of_day)
+    }
+
+    /// [`Schedule::nominal_dates`] on day numbers.
+    pub fn nominal_days(&self, from: DayNumber, to: DayNumber, out: &mut Vec<DayNumber>) {
+        let mut nominal = Nominal::new(self, from);
+        while let Some(d) = nominal.next_day() {
+            if d > to {
+                break;
+            }
+            out.push(d);
+        }
+    }
+
+    /// [`Schedule::paid_dates`] on day numbers.
+    pub fn paid_days(&self, from: DayNumber, to: DayNumber, out: &mut Vec<DayNumber>) {
+        out.extend(self.paid_days_iter(from, to));
+    }
+
+    /// The paid days in `[from, to]`, ascending, generated one at a time (the inference stops
+    /// early on a hopeless candidate): each nominal date moved to the business day on or before
+    /// it, kept when in `[from, to]` and after the previous one kept.
+    pub fn paid_days_iter(&self, from: DayNumber, to: DayNumber) -> PaidDays {
+        PaidDays {
+            nominal: Nominal::new(self, from),
+            from,
+            to,
+            // CLOSED_RUN_DAYS_MAX is a small constant (a week).
+            nominal_to: to.saturating_add(CLOSED_RUN_DAYS_MAX as DayNumber),
+            last: None,
+            done: false,
+        }
+    }
+
+    /// [`Schedule::next_paid_after`] on day numbers. Allocates nothing.
+    pub fn next_paid_day_after(&self, as_of: DayNumber) -> Option<DayNumber> {
+        let from = as_of.checked_add(1)?;
         // Every schedule pays at least once in any 32 days.
-        let to = add_days(from, 40)?;
-        self.paid_dates(from, to, &mut out);
-        out.first().copied()
+        let to = from.checked_add(NEXT_PAID_SEARCH_DAYS)?;
+        self.paid_days_iter(from, to).next()
     }
 
     /// The nominal period in days (a month counts as 30), for tolerances and windows.
@@ -225,41 +253,132 @@ impl Schedule {
     }
 }
 
-fn periodic(
-    anchor: NaiveDate,
-    period: u64,
-    from: NaiveDate,
-    to: NaiveDate,
-    out: &mut Vec<NaiveDate>,
-) {
-    let offset = from.signed_duration_since(anchor).num_days();
-    let period_i = period as i64;
-    // The first k with anchor + k*period >= from.
-    let k = offset.div_euclid(period_i) + i64::from(offset.rem_euclid(period_i) != 0);
-    let Some(mut d) = anchor.checked_add_signed(chrono::Duration::days(k * period_i)) else {
-        return;
-    };
-    while d <= to {
-        out.push(d);
-        match add_days(d, period) {
-            Some(n) => d = n,
-            None => return,
+/// A schedule's nominal days from a first day on, ascending, without end (until a day number
+/// would overflow).
+#[derive(Debug, Clone)]
+enum Nominal {
+    Periodic {
+        next: Option<DayNumber>,
+        period: DayNumber,
+    },
+    Monthly {
+        /// Ascending; `count` of them are used.
+        days: [MonthDay; 2],
+        count: usize,
+        year: i32,
+        month: u32,
+        /// The day number of the 1st of (year, month), and the month's length.
+        month_first: DayNumber,
+        month_len: u32,
+        /// The next of `days` to yield in this month.
+        index: usize,
+        from: DayNumber,
+    },
+}
+
+impl Nominal {
+    fn new(schedule: &Schedule, from: DayNumber) -> Nominal {
+        let periodic = |anchor: NaiveDate, period: u64| {
+            // Periods are a week or two: they fit a day number.
+            let period = period as DayNumber;
+            let anchor = day_number(anchor);
+            // The first k with anchor + k*period >= from.
+            let next = from.checked_sub(anchor).and_then(|offset| {
+                let k = offset.div_euclid(period) + DayNumber::from(offset.rem_euclid(period) != 0);
+                k.checked_mul(period).and_then(|o| anchor.checked_add(o))
+            });
+            Nominal::Periodic { next, period }
+        };
+        let monthly = |days: [MonthDay; 2], count: usize| {
+            let (year, month, _) = civil_of_day(from);
+            Nominal::Monthly {
+                days,
+                count,
+                year,
+                month,
+                month_first: day_of_civil(year, month, 1),
+                month_len: days_in_month(year, month),
+                index: 0,
+                from,
+            }
+        };
+        match *schedule {
+            Schedule::Weekly { anchor } => periodic(anchor, WEEKLY_PERIOD_DAYS),
+            Schedule::Biweekly { anchor } => periodic(anchor, BIWEEKLY_PERIOD_DAYS),
+            Schedule::SemiMonthly { first, second } => monthly([first, second], 2),
+            Schedule::Monthly { day } => monthly([day, day], 1),
+        }
+    }
+
+    fn next_day(&mut self) -> Option<DayNumber> {
+        match self {
+            Nominal::Periodic { next, period } => {
+                let day = (*next)?;
+                *next = day.checked_add(*period);
+                Some(day)
+            }
+            Nominal::Monthly {
+                days,
+                count,
+                year,
+                month,
+                month_first,
+                month_len,
+                index,
+                from,
+            } => loop {
+                if *index == *count {
+                    (*year, *month) = next_month(*year, *month);
+                    *month_first = month_first.checked_add(*month_len as DayNumber)?;
+                    *month_len = days_in_month(*year, *month);
+                    *index = 0;
+                }
+                // A day past the month's end is clamped to its last day (MonthDay::in_month);
+                // the two days of a semi-monthly schedule stay distinct after clamping (the
+                // first is at most 21, see SEMI_MONTHLY_GAP_DAYS_MIN).
+                let day =
+                    *month_first + (u32::from(days[*index].get()).min(*month_len) - 1) as DayNumber;
+                *index += 1;
+                if day >= *from {
+                    return Some(day);
+                }
+            },
         }
     }
 }
 
-fn monthly(days: &[MonthDay], from: NaiveDate, to: NaiveDate, out: &mut Vec<NaiveDate>) {
-    let (mut year, mut month) = (from.year(), from.month());
-    while (year, month) <= (to.year(), to.month()) {
-        for day in days {
-            if let Some(d) = day.in_month(year, month)
-                && d >= from
-                && d <= to
-            {
-                out.push(d);
+/// The paid days of a schedule in a range: see [`Schedule::paid_days_iter`].
+#[derive(Debug, Clone)]
+pub struct PaidDays {
+    nominal: Nominal,
+    from: DayNumber,
+    to: DayNumber,
+    nominal_to: DayNumber,
+    last: Option<DayNumber>,
+    done: bool,
+}
+
+impl Iterator for PaidDays {
+    type Item = DayNumber;
+
+    fn next(&mut self) -> Option<DayNumber> {
+        while !self.done {
+            let Some(nominal) = self.nominal.next_day().filter(|d| *d <= self.nominal_to) else {
+                self.done = true;
+                break;
+            };
+            let paid = on_or_before_business_day_at(nominal);
+            if paid > self.to {
+                // "On or before" is monotone: every later nominal day is paid later still.
+                self.done = true;
+                break;
+            }
+            if paid >= self.from && self.last.is_none_or(|l| l < paid) {
+                self.last = Some(paid);
+                return Some(paid);
             }
         }
-        (year, month) = next_month(year, month);
+        None
     }
 }
 

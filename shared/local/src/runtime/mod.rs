@@ -43,9 +43,33 @@ use crate::workflows::{
 use task_invoker::LocalTaskInvoker;
 
 pub const DEFAULT_PORT: u16 = 3000;
-/// Concurrent pollers per queue: Lambda would scale out; two keep the embedded store's single
-/// writer busy without queueing behind it.
-pub const POLLERS_PER_QUEUE: usize = 2;
+/// Concurrent pollers per queue unless `PAYOPS_POLLERS_PER_QUEUE` says otherwise. Lambda
+/// would scale out with the backlog; here each poller is a task that takes a batch, hands it
+/// to the function and deletes what succeeded, so the number of pollers is the number of
+/// batches in flight. Enough of them keep the embedded store's writer fed with large group
+/// commits (measured with `payops bench payroll-e2e`).
+pub const POLLERS_PER_QUEUE: usize = 8;
+/// The most pollers per queue the setting may ask for.
+pub const POLLERS_PER_QUEUE_MAX: usize = 64;
+pub const POLLERS_PER_QUEUE_ENV: &str = "PAYOPS_POLLERS_PER_QUEUE";
+
+/// Pollers per queue: [`POLLERS_PER_QUEUE_ENV`] within `1..=POLLERS_PER_QUEUE_MAX`, else the
+/// default.
+fn pollers_per_queue() -> usize {
+    match std::env::var(POLLERS_PER_QUEUE_ENV) {
+        Err(_) => POLLERS_PER_QUEUE,
+        Ok(text) => match text.trim().parse::<usize>() {
+            Ok(n) if (1..=POLLERS_PER_QUEUE_MAX).contains(&n) => n,
+            _ => {
+                tracing::warn!(
+                    value = text,
+                    "{POLLERS_PER_QUEUE_ENV} must be 1 to {POLLERS_PER_QUEUE_MAX}; using {POLLERS_PER_QUEUE}"
+                );
+                POLLERS_PER_QUEUE
+            }
+        },
+    }
+}
 
 /// The repository root, where the template's `DefinitionUri` paths are relative to. The
 /// template itself is compiled in from there, so definition files are read from the same
@@ -193,7 +217,7 @@ impl System {
                                     queue: queue.clone(),
                                 }
                             })?;
-                            for _ in 0..POLLERS_PER_QUEUE {
+                            for _ in 0..pollers_per_queue() {
                                 workers.push(Worker::Poller {
                                     function: spec.binary.clone(),
                                     queue: q.clone(),

@@ -32,7 +32,9 @@ use tokio::sync::watch;
 
 use crate::client::HttpClient;
 pub use state::{Lifecycle, PPM, SandboxState};
-pub use webhooks::{DeliveryStats, WebhookOptions};
+pub use webhooks::{
+    DeliveryStats, WEBHOOK_CONCURRENCY_DEFAULT, WEBHOOK_CONCURRENCY_MAX, WebhookOptions,
+};
 
 /// The API key the sandbox accepts unless told another (never valid anywhere else).
 pub const DEV_PROVIDER_API_KEY: &str = "sk_sandbox_payops";
@@ -42,6 +44,8 @@ pub const DEFAULT_SANDBOX_PORT: u16 = 3001;
 pub const TICK_INTERVAL_MS: u64 = 20;
 /// How often `serve` saves a changed state to the state file.
 pub const SNAPSHOT_INTERVAL_MS: u64 = 2_000;
+/// A snapshot is taken at most once per this many times its own duration.
+pub const SNAPSHOT_COST_RATIO_MAX: u32 = 50;
 /// The state file's name in `payops up`'s data directory.
 pub const STATE_FILE_NAME: &str = "provider-sandbox.json";
 
@@ -129,6 +133,9 @@ pub struct SandboxStats {
     pub writes: ClassStats,
     pub reads: ClassStats,
     pub payments_by_status: std::collections::BTreeMap<String, u64>,
+    /// Status changes of payments still to come (0: every payment is in its last status).
+    #[serde(default)]
+    pub scheduled_changes: u64,
     pub webhooks: DeliveryStats,
 }
 
@@ -257,6 +264,11 @@ impl Sandbox {
         delivered
     }
 
+    /// Payments created so far (replays not counted): one counter, cheap to read often.
+    pub fn payments_accepted(&self) -> u64 {
+        lock(&self.shared.stats).payments.accepted
+    }
+
     /// True when no webhook is waiting to be delivered.
     pub fn outbox_is_empty(&self) -> bool {
         lock(&self.shared.outbox).is_empty()
@@ -265,7 +277,9 @@ impl Sandbox {
     pub fn stats(&self) -> SandboxStats {
         let mut stats = lock(&self.shared.stats).clone();
         stats.webhooks = lock(&self.shared.outbox).stats();
-        stats.payments_by_status = lock(&self.shared.state)
+        let state = lock(&self.shared.state);
+        stats.scheduled_changes = state.scheduled_changes();
+        stats.payments_by_status = state
             .status_counts()
             .into_iter()
             .map(|(s, n): (PaymentStatus, u64)| (s.as_str().to_owned(), n))
@@ -369,10 +383,18 @@ pub async fn serve(
     })
 }
 
+/// The pause before the next snapshot: [`SNAPSHOT_INTERVAL_MS`], or longer when a snapshot
+/// is slow (a state of many payments), so that saving never takes more than
+/// 1/[`SNAPSHOT_COST_RATIO_MAX`] of the time. A crash loses at most that interval.
+fn snapshot_interval(last_save: Duration) -> Duration {
+    Duration::from_millis(SNAPSHOT_INTERVAL_MS).max(last_save * SNAPSHOT_COST_RATIO_MAX)
+}
+
 async fn run_ticker(sandbox: Sandbox, mut stopped: watch::Receiver<bool>) {
     let mut interval = tokio::time::interval(Duration::from_millis(TICK_INTERVAL_MS));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_save = std::time::Instant::now();
+    let mut save_every = Duration::from_millis(SNAPSHOT_INTERVAL_MS);
     loop {
         tokio::select! {
             _ = interval.tick() => {}
@@ -380,7 +402,7 @@ async fn run_ticker(sandbox: Sandbox, mut stopped: watch::Receiver<bool>) {
         }
         sandbox.tick();
         sandbox.deliver_due().await;
-        if last_save.elapsed() >= Duration::from_millis(SNAPSHOT_INTERVAL_MS) {
+        if last_save.elapsed() >= save_every {
             last_save = std::time::Instant::now();
             let s = sandbox.clone();
             match tokio::task::spawn_blocking(move || s.save()).await {
@@ -388,6 +410,7 @@ async fn run_ticker(sandbox: Sandbox, mut stopped: watch::Receiver<bool>) {
                 Err(e) => tracing::warn!(error = %e, "provider sandbox state not saved"),
                 Ok(Ok(())) => {}
             }
+            save_every = snapshot_interval(last_save.elapsed());
         }
     }
 }

@@ -36,6 +36,20 @@ pub struct Lifecycle {
     pub settled_after_ms: i64,
     /// Payments that fail instead of being sent, in parts per million.
     pub failure_ppm: u64,
+    /// Payments the provider cancels while still `pending` (the bank refused the instruction
+    /// before it was processed), in parts per million.
+    #[serde(default)]
+    pub cancel_ppm: u64,
+    /// Settled payments that are reversed later (an ACH return), in parts per million.
+    #[serde(default)]
+    pub reversal_ppm: u64,
+    /// `settled` → `reversed` after this many ms, for the payments that are reversed.
+    #[serde(default = "default_reversed_after_ms")]
+    pub reversed_after_ms: i64,
+}
+
+fn default_reversed_after_ms() -> i64 {
+    Lifecycle::default().reversed_after_ms
 }
 
 impl Default for Lifecycle {
@@ -45,6 +59,9 @@ impl Default for Lifecycle {
             sent_after_ms: 500,
             settled_after_ms: 1_000,
             failure_ppm: 0,
+            cancel_ppm: 0,
+            reversal_ppm: 0,
+            reversed_after_ms: 2_000,
         }
     }
 }
@@ -88,6 +105,12 @@ struct StoredPayment {
     payment: Payment,
     /// Decided at creation, so a replay or a restart does not change the outcome.
     fails: bool,
+    /// Canceled by the provider while pending (decided at creation too).
+    #[serde(default)]
+    cancels: bool,
+    /// Reversed after it settled (decided at creation too).
+    #[serde(default)]
+    reverses: bool,
 }
 
 /// Everything the sandbox knows. Serialisable, so `payops up` can keep it across restarts.
@@ -126,6 +149,11 @@ impl SandboxState {
 
     pub fn payment_count(&self) -> usize {
         self.payments.len()
+    }
+
+    /// Status changes still to come (a payment in a final status has none).
+    pub fn scheduled_changes(&self) -> u64 {
+        self.schedule.len() as u64
     }
 
     /// Payments by status, for the sandbox's stats.
@@ -250,6 +278,11 @@ impl SandboxState {
             return Err(invalid("amount", "must be positive"));
         }
         let fails = rng.next_u64() % PPM < lifecycle.failure_ppm;
+        // Drawn only when asked for, so the sequence of ids and outcomes of a seed without
+        // cancellations or reversals stays what it was.
+        let mut draw = |ppm: u64| ppm > 0 && rng.next_u64() % PPM < ppm;
+        let cancels = draw(lifecycle.cancel_ppm);
+        let reverses = !fails && !cancels && draw(lifecycle.reversal_ppm);
         let payment = Payment {
             id: PaymentId::new(self.next_id(PaymentId::PREFIX, rng)),
             source_id: body.source_id,
@@ -267,6 +300,8 @@ impl SandboxState {
         self.payments.push(StoredPayment {
             payment: payment.clone(),
             fails,
+            cancels,
+            reverses,
         });
         self.schedule
             .insert((now.timestamp_millis() + lifecycle.processing_after_ms, i));
@@ -344,6 +379,7 @@ impl SandboxState {
             let at = DateTime::from_timestamp_millis(due_ms).unwrap_or(now);
             let stored = &mut self.payments[i];
             let (next, after_ms) = match stored.payment.status {
+                PaymentStatus::Pending if stored.cancels => (PaymentStatus::Canceled, None),
                 PaymentStatus::Pending => {
                     (PaymentStatus::Processing, Some(lifecycle.sent_after_ms))
                 }
@@ -351,15 +387,23 @@ impl SandboxState {
                 PaymentStatus::Processing => {
                     (PaymentStatus::Sent, Some(lifecycle.settled_after_ms))
                 }
+                PaymentStatus::Sent if stored.reverses => {
+                    (PaymentStatus::Settled, Some(lifecycle.reversed_after_ms))
+                }
                 PaymentStatus::Sent => (PaymentStatus::Settled, None),
+                PaymentStatus::Settled if stored.reverses => (PaymentStatus::Reversed, None),
                 // Final statuses are never scheduled.
                 _ => continue,
             };
             stored.payment.status = next;
             stored.payment.updated_at = at;
-            if next == PaymentStatus::Failed {
-                stored.payment.failure_reason = Some("insufficient_funds".to_owned());
-            }
+            // The reasons ACH gives (R01, R02, a refused instruction).
+            stored.payment.failure_reason = match next {
+                PaymentStatus::Failed => Some("insufficient_funds".to_owned()),
+                PaymentStatus::Canceled => Some("canceled_by_bank".to_owned()),
+                PaymentStatus::Reversed => Some("account_closed".to_owned()),
+                _ => stored.payment.failure_reason.take(),
+            };
             let event_id = EventId::new(format!(
                 "{}{}{:016x}",
                 EventId::PREFIX,

@@ -24,6 +24,11 @@ pub const WEBHOOK_RETRY_CAP_MS: i64 = 30_000;
 pub const WEBHOOK_TIMEOUT_MS: u64 = 5_000;
 /// Most deliveries sent by one `deliver_due` call; the rest wait for the next.
 pub const DELIVERY_BATCH_MAX: usize = 2_048;
+/// Most deliveries in flight at once that a configuration may ask for.
+pub const WEBHOOK_CONCURRENCY_MAX: usize = 256;
+
+/// Deliveries in flight at once unless configured.
+pub const WEBHOOK_CONCURRENCY_DEFAULT: usize = 64;
 
 /// What the deliveries do besides delivering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +47,7 @@ impl Default for WebhookOptions {
         WebhookOptions {
             duplicate_ppm: 0,
             reorder_window_ms: 0,
-            concurrency: 16,
+            concurrency: WEBHOOK_CONCURRENCY_DEFAULT,
         }
     }
 }

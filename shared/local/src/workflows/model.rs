@@ -141,6 +141,9 @@ impl EventChunk {
     }
 }
 
+/// Most capacity a new chunk reserves up front (a little over the default flush size).
+const CHUNK_RESERVE_BYTES_MAX: usize = 320 * 1024;
+
 /// Appends events to a chunk as they are recorded.
 #[derive(Debug, Default)]
 pub struct ChunkBuilder {
@@ -183,9 +186,6 @@ impl ChunkBuilder {
             return Ok(());
         }
         let timestamp = TimestampText::new(now);
-        // The scope as a JSON string, escaped once for all the events.
-        let mut scope_json = Vec::with_capacity(scope.len() + 2);
-        serde_json::to_writer(&mut scope_json, scope)?;
         let buf = &mut self.chunk.json;
         let mark = buf.len();
         let first = buf.is_empty();
@@ -195,49 +195,73 @@ impl ChunkBuilder {
             buf.pop();
             buf.push(b',');
         }
-        let mut id = first_id;
-        for (i, event) in events.iter().enumerate() {
-            if i > 0 {
-                buf.push(b',');
+        if let Err(e) = write_events(buf, first_id, timestamp.as_bytes(), scope, events) {
+            // Back to the chunk as it was, its closing bracket included.
+            buf.truncate(mark);
+            if let Some(last) = buf.last_mut() {
+                *last = b']';
             }
-            buf.extend_from_slice(b"{\"id\":");
-            buf.extend_from_slice(itoa_u64(id, &mut [0; 20]));
-            buf.extend_from_slice(b",\"timestamp\":\"");
-            buf.extend_from_slice(timestamp.as_bytes());
-            buf.extend_from_slice(b"\",\"scope\":");
-            buf.extend_from_slice(&scope_json);
-            buf.extend_from_slice(b",\"type\":\"");
-            // Type names are ASCII identifiers: nothing to escape.
-            buf.extend_from_slice(event.type_name().as_bytes());
-            buf.extend_from_slice(b"\",\"event\":");
-            if let Err(e) = serde_json::to_writer(&mut *buf, event) {
-                // Back to the chunk as it was (its closing bracket included).
-                buf.truncate(mark);
-                return Err(e);
-            }
-            buf.push(b'}');
-            id += 1;
+            return Err(e);
         }
         buf.push(b']');
         if first {
             self.chunk.first_id = first_id;
         }
-        self.chunk.last_id = id - 1;
+        self.chunk.last_id = first_id + events.len() as u64 - 1;
         Ok(())
     }
 
     pub fn take(&mut self) -> EventChunk {
-        // The next chunk is likely as large: reserve it now rather than grow it by copies.
-        let capacity = self.chunk.json.capacity();
+        // The next chunk is likely as large: reserve it now rather than grow it by copies
+        // (but not beyond a flush-sized buffer: a huge one is fresh memory, page-faulted in).
+        let capacity = self.chunk.json.capacity().min(CHUNK_RESERVE_BYTES_MAX);
         let chunk = std::mem::take(&mut self.chunk);
         self.chunk.json.reserve(capacity);
         chunk
+    }
+
+    /// Bytes of serialised history gathered so far.
+    pub fn len(&self) -> usize {
+        self.chunk.json.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunk.json.is_empty()
     }
 
     /// The events recorded so far (for live history views).
     pub fn peek(&self) -> &EventChunk {
         &self.chunk
     }
+}
+
+/// Writes `events` as JSON objects separated by commas (ids from `first_id`), the envelope by
+/// hand and the scope escaped in place.
+fn write_events(
+    buf: &mut Vec<u8>,
+    first_id: u64,
+    timestamp: &[u8],
+    scope: &str,
+    events: &[EventKind],
+) -> Result<(), serde_json::Error> {
+    for (i, (event, id)) in events.iter().zip(first_id..).enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        buf.extend_from_slice(b"{\"id\":");
+        buf.extend_from_slice(itoa_u64(id, &mut [0; 20]));
+        buf.extend_from_slice(b",\"timestamp\":\"");
+        buf.extend_from_slice(timestamp);
+        buf.extend_from_slice(b"\",\"scope\":");
+        serde_json::to_writer(&mut *buf, scope)?;
+        buf.extend_from_slice(b",\"type\":\"");
+        // Type names are ASCII identifiers: nothing to escape.
+        buf.extend_from_slice(event.type_name().as_bytes());
+        buf.extend_from_slice(b"\",\"event\":");
+        serde_json::to_writer(&mut *buf, event)?;
+        buf.push(b'}');
+    }
+    Ok(())
 }
 
 /// Decimal digits of `n`, written into `buf`.

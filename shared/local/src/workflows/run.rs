@@ -30,7 +30,7 @@ use payops_core::asl::{Failure, definition::ReaderSource};
 use serde_json::Value;
 use tokio::sync::{Notify, oneshot, watch};
 
-use super::executor::{Inner, Machine};
+use super::executor::{ExecutorConfig, Inner, Machine};
 use super::invoker::call_service;
 use super::model::{ChunkBuilder, HistoryEvent};
 use super::snapshot::{
@@ -44,8 +44,35 @@ pub const MAP_CONCURRENCY_UNLIMITED_MAX: usize = 1_000;
 /// Most objects one `listObjectsV2` reader lists.
 pub const LIST_OBJECTS_MAX: usize = 1_000_000;
 
+/// Frame ids are small integers handed out by the executor itself (no untrusted keys): a
+/// multiplicative hash spreads them over the table at a fraction of SipHash's cost, and the
+/// frames are looked up several times per state.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct FrameIdHasher(u64);
+
+/// An odd 64-bit constant with well-mixed bits (the one of rustc's FxHasher).
+const FRAME_ID_HASH_MULTIPLIER: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl std::hash::Hasher for FrameIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(FRAME_ID_HASH_MULTIPLIER);
+    }
+}
+
+pub(crate) type FrameMap = HashMap<FrameId, Frame, std::hash::BuildHasherDefault<FrameIdHasher>>;
+
 pub(crate) struct RunState {
-    pub frames: HashMap<FrameId, Frame>,
+    pub frames: FrameMap,
     pub root: FrameId,
     pub next_frame_id: FrameId,
     pub next_event_id: u64,
@@ -67,6 +94,23 @@ impl RunState {
         if let Err(e) = self.pending.push_all(first_id, now, scope, &events) {
             tracing::error!(error = %e, event = first_id, "cannot serialise a history event");
         }
+    }
+
+    /// Whether a snapshot checkpoint, or else a history flush, is due at `now`; marks it
+    /// done. History is flushed by time or as soon as enough bytes are pending.
+    pub fn writes_due(&mut self, config: &ExecutorConfig, now: Instant) -> (bool, bool) {
+        let checkpoint_due = now.saturating_duration_since(self.last_checkpoint)
+            >= StdDuration::from_millis(config.checkpoint_interval_ms);
+        if checkpoint_due {
+            self.last_checkpoint = now;
+        }
+        let flush_due = self.pending.len() >= config.events_flush_bytes
+            || now.saturating_duration_since(self.last_flush)
+                >= StdDuration::from_millis(config.events_flush_interval_ms);
+        if flush_due {
+            self.last_flush = now;
+        }
+        (checkpoint_due, flush_due)
     }
 
     fn frame(&mut self, id: FrameId) -> Result<&mut Frame, Failure> {
@@ -427,8 +471,28 @@ fn resolve_block<'d>(definition: &'d StateMachine, scope: &Scope) -> Result<&'d 
     Ok(block)
 }
 
-/// A running child frame: its slot, its frame id and, when done, its result.
-type ChildFuture = BoxFuture<'static, (usize, FrameId, Result<Value, Failure>, BusyGuard)>;
+/// A running child frame: its slot, its frame id and, when done, its result. A plain struct
+/// around the frame's boxed future, so a Map item costs no second allocation.
+struct ChildFuture {
+    slot: usize,
+    child: FrameId,
+    frame: FrameFuture,
+}
+
+impl std::future::Future for ChildFuture {
+    type Output = (usize, FrameId, Result<Value, Failure>, BusyGuard);
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let (slot, child) = (self.slot, self.child);
+        self.frame
+            .as_mut()
+            .poll(cx)
+            .map(|(result, guard)| (slot, child, result, guard))
+    }
+}
 
 /// What a frame does after a locked decision.
 enum Action<'d> {
@@ -538,35 +602,19 @@ async fn frame_loop(inner: &Arc<Inner>, run: &Arc<Run>, id: FrameId) -> Result<V
         let action = decide(inner, run, id, block, &label)?;
         match action {
             Action::Continue => {
-                let (checkpoint_due, flush_due) = {
-                    let mut st = run.lock();
-                    let checkpoint_due = st.last_checkpoint.elapsed()
-                        >= StdDuration::from_millis(inner.config.checkpoint_interval_ms);
-                    if checkpoint_due {
-                        st.last_checkpoint = Instant::now();
-                    }
-                    let flush_due = st.last_flush.elapsed()
-                        >= StdDuration::from_millis(inner.config.events_flush_interval_ms);
-                    if flush_due {
-                        st.last_flush = Instant::now();
-                    }
-                    (checkpoint_due, flush_due)
-                };
+                let (checkpoint_due, flush_due) =
+                    run.lock().writes_due(&inner.config, Instant::now());
                 if checkpoint_due {
-                    run.checkpoint(inner, None, None).await;
+                    // Boxed, as every rare await here: the frame's own future (one per Map
+                    // item) stays small, so starting an item is a small allocation.
+                    Box::pin(run.checkpoint(inner, None, None)).await;
                 } else if flush_due {
                     run.flush_in_background(inner);
                 }
             }
             Action::Finish(result) => return result,
             Action::Sleep { until, durable } => {
-                run.checkpoint(inner, Some(durable), None).await;
-                {
-                    let parked = Parked::starting_busy(run);
-                    let timer = inner.timers.register(until, Some(parked.waker()));
-                    parked.park();
-                    timer.wait().await;
-                }
+                Box::pin(sleep_durably(inner, run, until, durable)).await;
                 let mut st = run.lock();
                 let now = inner.clock.now();
                 let frame = st.frame(id)?;
@@ -592,14 +640,17 @@ async fn frame_loop(inner: &Arc<Inner>, run: &Arc<Run>, id: FrameId) -> Result<V
                 }
             }
             Action::Token { durable } => {
-                run.checkpoint(inner, Some(durable), None).await;
-                let (outcome, token) = token_wait(inner, run, id, &label).await?;
+                let (outcome, token) = Box::pin(async {
+                    run.checkpoint(inner, Some(durable), None).await;
+                    token_wait(inner, run, id, &label).await
+                })
+                .await?;
                 if let Some(r) = complete(inner, run, id, block, &label, outcome, Some(&token))? {
                     return r;
                 }
             }
             Action::Children => {
-                let outcome = run_children(inner, run, id, block, &label).await;
+                let outcome = Box::pin(run_children(inner, run, id, block, &label)).await;
                 if let Some(r) = complete(inner, run, id, block, &label, outcome, None)? {
                     return r;
                 }
@@ -611,7 +662,7 @@ async fn frame_loop(inner: &Arc<Inner>, run: &Arc<Run>, id: FrameId) -> Result<V
                 let state_index = run.lock().frame(id)?.state;
                 let items = match &block.state(state_index).kind {
                     StateKind::Map(m) => match &m.item_reader {
-                        Some(reader) => read_items(inner, &request, reader).await,
+                        Some(reader) => Box::pin(read_items(inner, &request, reader)).await,
                         None => Err(Failure::runtime(
                             "internal: ItemReader request without ItemReader",
                         )),
@@ -641,6 +692,15 @@ async fn frame_loop(inner: &Arc<Inner>, run: &Arc<Run>, id: FrameId) -> Result<V
             }
         }
     }
+}
+
+/// Checkpoints (so the wait survives a restart), then sleeps until `until` on the clock.
+async fn sleep_durably(inner: &Arc<Inner>, run: &Arc<Run>, until: DateTime<Utc>, durable: u64) {
+    run.checkpoint(inner, Some(durable), None).await;
+    let parked = Parked::starting_busy(run);
+    let timer = inner.timers.register(until, Some(parked.waker()));
+    parked.park();
+    timer.wait().await;
 }
 
 /// Under the lock: what the frame does next, updating its phase and recording events.
@@ -1181,8 +1241,8 @@ fn start_child(
     };
     st.next_frame_id += 1;
     let child_label = match kind {
-        ChildKind::Parallel => format!("{}{}/branch-{slot}", prefix(label), state.name),
-        ChildKind::Map => format!("{}{}/item-{slot}", prefix(label), state.name),
+        ChildKind::Parallel => child_label(label, &state.name, "branch", slot),
+        ChildKind::Map => child_label(label, &state.name, "item", slot),
     };
     st.frames.insert(
         child_id,
@@ -1216,12 +1276,18 @@ fn start_child(
     ))
 }
 
-fn prefix(label: &str) -> String {
-    if label.is_empty() {
-        String::new()
-    } else {
-        format!("{label}/")
+/// `{label}/{state}/{kind}-{slot}` (without the leading `{label}/` at the top level), built in
+/// one allocation: one per Map item.
+fn child_label(label: &str, state: &str, kind: &str, slot: usize) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(label.len() + state.len() + kind.len() + 24);
+    if !label.is_empty() {
+        out.push_str(label);
+        out.push('/');
     }
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{state}/{kind}-{slot}");
+    out
 }
 
 /// Runs (or resumes) a Parallel state's branches or a Map state's items.
@@ -1277,10 +1343,11 @@ async fn run_children(
     for (slot, child) in resumable {
         let guard = BusyGuard::new(run);
         let fut = run_frame(Arc::clone(inner), Arc::clone(run), child, guard);
-        running.push(Box::pin(async move {
-            let (result, guard) = fut.await;
-            (slot, child, result, guard)
-        }));
+        running.push(ChildFuture {
+            slot,
+            child,
+            frame: fut,
+        });
     }
     let mut next_slot = 0usize;
     loop {
@@ -1296,10 +1363,11 @@ async fn run_children(
             let Some(slot) = pending else { break };
             next_slot = slot + 1;
             match start_child(inner, run, id, slot, state, label) {
-                Ok((child, fut)) => running.push(Box::pin(async move {
-                    let (result, guard) = fut.await;
-                    (slot, child, result, guard)
-                })),
+                Ok((child, fut)) => running.push(ChildFuture {
+                    slot,
+                    child,
+                    frame: fut,
+                }),
                 Err(f) => {
                     cancel_children(inner, run, id);
                     return Err(f);
@@ -1426,13 +1494,18 @@ fn cancel_children(inner: &Arc<Inner>, run: &Arc<Run>, id: FrameId) {
 async fn gather(inner: &Arc<Inner>, run: &Arc<Run>, id: FrameId) -> Result<Value, Failure> {
     let (results, writer, items) = {
         let mut st = run.lock();
-        let Phase::Children(ch) = &st.frame(id)?.phase else {
+        let Phase::Children(ch) = &mut st.frame(id)?.phase else {
             return Err(Failure::runtime("internal: children phase vanished"));
         };
+        // Without a ResultWriter the caller completes the state at once, replacing this
+        // phase, with no await (so no checkpoint) in between: the results can be moved out
+        // rather than copied. A ResultWriter awaits its writes: the slots must stay whole.
+        let movable = ch.writer.is_none();
         let results: Vec<Result<Value, Failure>> = ch
             .slots
-            .iter()
+            .iter_mut()
             .map(|s| match s {
+                Slot::Done(v) if movable => Ok(std::mem::take(v)),
                 Slot::Done(v) => Ok(v.clone()),
                 Slot::Failed(f) => Err(f.clone()),
                 _ => Err(Failure::runtime("internal: a child never finished")),
@@ -1482,4 +1555,83 @@ async fn gather(inner: &Arc<Inner>, run: &Arc<Run>, id: FrameId) -> Result<Value
             .map_err(|e| failed(format!("cannot write s3://{bucket}/{key}: {e}")))?;
     }
     Ok(output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(now: Instant) -> RunState {
+        RunState {
+            frames: FrameMap::default(),
+            root: 0,
+            next_frame_id: 1,
+            next_event_id: 1,
+            pending: ChunkBuilder::default(),
+            new_tokens: Vec::new(),
+            dirty_gen: 0,
+            saved_gen: 0,
+            last_checkpoint: now,
+            last_flush: now,
+        }
+    }
+
+    fn config() -> ExecutorConfig {
+        ExecutorConfig {
+            checkpoint_interval_ms: 500,
+            events_flush_interval_ms: 50,
+            events_flush_bytes: 64,
+        }
+    }
+
+    fn record_one(st: &mut RunState) {
+        let now: DateTime<Utc> = "2026-11-22T03:04:05Z".parse().expect("timestamp");
+        st.record(
+            "Items/item-0",
+            now,
+            vec![EventKind::MapIterationStarted { index: 0 }],
+        );
+    }
+
+    #[test]
+    fn history_is_flushed_by_size_before_the_interval() {
+        let t0 = Instant::now();
+        let mut st = state(t0);
+        assert_eq!(st.writes_due(&config(), t0), (false, false));
+        record_one(&mut st);
+        assert!(st.pending.len() >= config().events_flush_bytes);
+        assert_eq!(st.writes_due(&config(), t0), (false, true));
+    }
+
+    #[test]
+    fn history_and_snapshots_are_written_by_time() {
+        let t0 = Instant::now();
+        let mut st = state(t0);
+        let at = |ms| t0 + StdDuration::from_millis(ms);
+        assert_eq!(st.writes_due(&config(), at(49)), (false, false));
+        assert_eq!(st.writes_due(&config(), at(50)), (false, true));
+        // The flush was marked done: not due again until another interval has passed.
+        assert_eq!(st.writes_due(&config(), at(60)), (false, false));
+        assert_eq!(st.writes_due(&config(), at(500)), (true, true));
+        assert_eq!(st.writes_due(&config(), at(510)), (false, false));
+    }
+
+    #[test]
+    fn child_labels_nest_under_their_parent() {
+        assert_eq!(child_label("", "Items", "item", 17), "Items/item-17");
+        assert_eq!(
+            child_label("Fan/branch-1", "Items", "item", 0),
+            "Fan/branch-1/Items/item-0"
+        );
+        assert_eq!(child_label("", "Fan", "branch", 2), "Fan/branch-2");
+    }
+
+    #[test]
+    fn frame_ids_hash_apart() {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let build = BuildHasherDefault::<FrameIdHasher>::default();
+        let hashes: std::collections::HashSet<u64> =
+            (0..10_000u64).map(|id| build.hash_one(id)).collect();
+        assert_eq!(hashes.len(), 10_000);
+    }
 }

@@ -24,6 +24,12 @@ pub enum WorkflowStoreError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("workflow store: cannot compress or decompress a {what}: {source}")]
+    Compression {
+        what: &'static str,
+        #[source]
+        source: snap::Error,
+    },
 }
 
 /// A new execution with its first history events and initial snapshot.
