@@ -264,9 +264,11 @@ impl Sandbox {
         delivered
     }
 
-    /// Payments created so far (replays not counted): one counter, cheap to read often.
-    pub fn payments_accepted(&self) -> u64 {
-        lock(&self.shared.stats).payments.accepted
+    /// Payment and entity/account write requests accepted so far: two counters, cheap to
+    /// read often (unlike [`Sandbox::stats`], which counts every payment's status).
+    pub fn accepted_counts(&self) -> (u64, u64) {
+        let stats = lock(&self.shared.stats);
+        (stats.payments.accepted, stats.writes.accepted)
     }
 
     /// True when no webhook is waiting to be delivered.
