@@ -20,5 +20,9 @@ pub mod resources;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "fakes")]
+pub mod fake_provider;
+#[cfg(feature = "fakes")]
+pub mod fake_workflows;
 
 pub use error::HandlerError;

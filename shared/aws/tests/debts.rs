@@ -10,62 +10,24 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use payops_app::debts::{
     BatchStatus, Debts, DebtsConfig, Register, STATE_MACHINE_LOGICAL_ID, Source, layout,
 };
+use payops_app::fake_workflows::RecordedWorkflows;
 use payops_app::handler::SqsHandler;
-use payops_app::ports::{Clock, ManualClock, Queue, ReceiveOptions, WorkflowError, Workflows};
+use payops_app::ports::{Clock, ManualClock, Queue, ReceiveOptions};
 use payops_aws::TimestreamMetrics;
-use serde_json::Value;
 use support::MotoHarness;
 
 fn start() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 15, 0, 0)
         .single()
         .expect("valid start time")
-}
-
-/// Records what the pipeline asks of Step Functions.
-#[derive(Default)]
-struct RecordedWorkflows {
-    started: Mutex<Vec<String>>,
-    succeeded: Mutex<Vec<(String, Value)>>,
-}
-
-#[async_trait]
-impl Workflows for RecordedWorkflows {
-    async fn start_execution(
-        &self,
-        _state_machine: &str,
-        name: &str,
-        _input: Value,
-    ) -> Result<String, WorkflowError> {
-        let mut started = self.started.lock().expect("not poisoned");
-        if started.iter().any(|n| n == name) {
-            return Err(WorkflowError::AlreadyExists(name.to_owned()));
-        }
-        started.push(name.to_owned());
-        Ok(format!("arn:aws:states:::execution:debts:{name}"))
-    }
-    async fn send_task_success(&self, token: &str, output: Value) -> Result<(), WorkflowError> {
-        let mut done = self.succeeded.lock().expect("not poisoned");
-        if done.iter().any(|(t, _)| t == token) {
-            return Err(WorkflowError::Invalid(format!(
-                "task {token} already closed"
-            )));
-        }
-        done.push((token.to_owned(), output));
-        Ok(())
-    }
-    async fn send_task_failure(&self, _: &str, _: &str, _: &str) -> Result<(), WorkflowError> {
-        Ok(())
-    }
 }
 
 struct Env {

@@ -16,15 +16,16 @@
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use async_trait::async_trait;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_s3::types::{Event as S3EventType, NotificationConfiguration, QueueConfiguration};
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
+use payops_app::fake_provider::FakeProvider;
+use payops_app::fake_workflows::RecordedWorkflows;
 use payops_app::handler::{EventHandler, SqsHandler, TaskHandler};
 use payops_app::payroll::approve::{self, ApproveRequest};
 use payops_app::payroll::batches::{self, BatchStatus, Upload};
@@ -36,14 +37,9 @@ use payops_app::payroll::{
     self, AccountsWorker, ConsistencyCheck, Disbursement, InboxHandler, PaymentsWorker, Payroll,
     PayrollAppError, WorkflowTasks, layout, progress, report, webhook,
 };
-use payops_app::ports::provider::{
-    Account, AccountId, CreateAccount, CreateEntity, CreatePayment, Entity, EntityId, EventId,
-    ListPayments, PAYMENTS_PAGE_LIMIT_MAX, PageCursor, Payment, PaymentId, PaymentPage,
-    PaymentProvider, PaymentStatus as Wire, ProviderError, WebhookEvent,
-};
+use payops_app::ports::provider::{EventId, Payment, PaymentStatus as Wire, WebhookEvent};
 use payops_app::ports::{
     Blobs, Clock, Item, ManualClock, OutgoingMessage, Query, Queue, ReceiveOptions, Table,
-    WorkflowError, Workflows,
 };
 use payops_aws::{S3Blobs, SqsQueue};
 use payops_core::payroll::PaymentStatus;
@@ -70,175 +66,6 @@ fn file(rows: u32, seed: u64) -> Bytes {
         amount_cents: (101, 99_999),
     };
     Bytes::from(generate_xml(&options))
-}
-
-// ---------------------------------------------------------------------------------------
-// Fakes: the provider (idempotent by key) and the workflow service (records its calls).
-
-#[derive(Default)]
-struct FakeProvider {
-    entities: Mutex<HashMap<String, Entity>>,
-    accounts: Mutex<HashMap<String, Account>>,
-    /// By idempotency key; ids are `pay_{n}` in creation order.
-    payments: Mutex<HashMap<String, Payment>>,
-    /// Calls of each create, whether or not they created anything.
-    entity_calls: AtomicU64,
-    payment_calls: AtomicU64,
-    /// The next payment call succeeds at the provider but its answer is lost.
-    lose_next_answer: AtomicBool,
-}
-
-impl FakeProvider {
-    fn in_creation_order(&self) -> Vec<Payment> {
-        let mut all: Vec<Payment> = self.payments.lock().unwrap().values().cloned().collect();
-        all.sort_by_key(|p| {
-            p.id.as_str()
-                .strip_prefix("pay_")
-                .and_then(|n| n.parse::<u64>().ok())
-        });
-        all
-    }
-
-    /// The provider's own record moves (forward only), with or without a webhook.
-    fn advance(&self, id: &PaymentId, status: Wire) {
-        let mut m = self.payments.lock().unwrap();
-        if let Some(p) = m.values_mut().find(|p| &p.id == id)
-            && status.rank() > p.status.rank()
-        {
-            p.status = status;
-        }
-    }
-}
-
-#[async_trait]
-impl PaymentProvider for FakeProvider {
-    async fn create_entity(&self, r: CreateEntity) -> Result<Entity, ProviderError> {
-        self.entity_calls.fetch_add(1, Ordering::SeqCst);
-        let key = r
-            .idempotency_key
-            .ok_or_else(|| ProviderError::rejected("Idempotency-Key", "required"))?;
-        let mut m = self.entities.lock().unwrap();
-        let n = m.len();
-        Ok(m.entry(key.as_str().to_owned())
-            .or_insert_with(|| Entity {
-                id: EntityId::new(format!("ent_{n}")),
-                kind: r.details.kind(),
-                external_id: r.external_id.clone(),
-                created_at: start(),
-            })
-            .clone())
-    }
-    async fn create_account(&self, r: CreateAccount) -> Result<Account, ProviderError> {
-        let key = r
-            .idempotency_key
-            .ok_or_else(|| ProviderError::rejected("Idempotency-Key", "required"))?;
-        let mut m = self.accounts.lock().unwrap();
-        let n = m.len();
-        Ok(m.entry(key.as_str().to_owned())
-            .or_insert_with(|| Account {
-                id: AccountId::new(format!("acc_{n}")),
-                holder_id: r.holder_id.clone(),
-                kind: r.details.kind(),
-                external_id: r.external_id.clone(),
-                mask: "6789".into(),
-                created_at: start(),
-            })
-            .clone())
-    }
-    async fn create_payment(&self, r: CreatePayment) -> Result<Payment, ProviderError> {
-        self.payment_calls.fetch_add(1, Ordering::SeqCst);
-        let payment = {
-            let mut m = self.payments.lock().unwrap();
-            let n = m.len();
-            m.entry(r.idempotency_key.as_str().to_owned())
-                .or_insert_with(|| Payment {
-                    id: PaymentId::new(format!("pay_{n}")),
-                    source_id: r.source_id.clone(),
-                    destination_id: r.destination_id.clone(),
-                    amount: r.amount,
-                    status: Wire::Pending,
-                    external_id: r.external_id.clone(),
-                    description: r.description.clone(),
-                    failure_reason: None,
-                    created_at: start(),
-                    updated_at: start(),
-                })
-                .clone()
-        };
-        if self.lose_next_answer.swap(false, Ordering::SeqCst) {
-            return Err(ProviderError::transient(
-                "connection reset after the request",
-            ));
-        }
-        Ok(payment)
-    }
-    async fn get_payment(&self, id: &PaymentId) -> Result<Payment, ProviderError> {
-        self.payments
-            .lock()
-            .unwrap()
-            .values()
-            .find(|p| &p.id == id)
-            .cloned()
-            .ok_or_else(|| ProviderError::NotFound(id.to_string()))
-    }
-    /// Creation order, `limit` 1..=100 (0: 10), the cursor is the next index.
-    async fn list_payments(&self, r: ListPayments) -> Result<PaymentPage, ProviderError> {
-        let limit = match r.limit {
-            0 => 10,
-            n if n > PAYMENTS_PAGE_LIMIT_MAX => {
-                return Err(ProviderError::rejected("limit", "must be 1 to 100"));
-            }
-            n => n as usize,
-        };
-        let start = match &r.cursor {
-            None => 0,
-            Some(PageCursor(c)) => c
-                .parse::<usize>()
-                .map_err(|_| ProviderError::rejected("cursor", "not a cursor of ours"))?,
-        };
-        let all = self.in_creation_order();
-        let end = (start + limit).min(all.len());
-        Ok(PaymentPage {
-            payments: all.get(start..end).unwrap_or_default().to_vec(),
-            next_cursor: (end < all.len()).then(|| PageCursor(end.to_string())),
-        })
-    }
-}
-
-#[derive(Default)]
-struct RecordedWorkflows {
-    started: Mutex<Vec<String>>,
-    succeeded: Mutex<Vec<(String, Value)>>,
-}
-
-#[async_trait]
-impl Workflows for RecordedWorkflows {
-    async fn start_execution(
-        &self,
-        _state_machine: &str,
-        name: &str,
-        _input: Value,
-    ) -> Result<String, WorkflowError> {
-        let mut started = self.started.lock().expect("not poisoned");
-        if started.iter().any(|n| n == name) {
-            return Err(WorkflowError::AlreadyExists(name.to_owned()));
-        }
-        started.push(name.to_owned());
-        Ok(format!("arn:aws:states:::execution:payroll:{name}"))
-    }
-    async fn send_task_success(&self, token: &str, output: Value) -> Result<(), WorkflowError> {
-        let mut done = self.succeeded.lock().expect("not poisoned");
-        if done.iter().any(|(t, _)| t == token) {
-            return Err(WorkflowError::Invalid(format!(
-                "task {token} already closed"
-            )));
-        }
-        done.push((token.to_owned(), output));
-        Ok(())
-    }
-    async fn send_task_failure(&self, _: &str, _: &str, _: &str) -> Result<(), WorkflowError> {
-        Ok(())
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -284,7 +111,7 @@ async fn env() -> Env {
         accounts_queue,
         payments_queue,
         workflows,
-        provider: Arc::new(FakeProvider::default()),
+        provider: Arc::new(FakeProvider::new(start())),
         clock,
     }
 }
@@ -789,11 +616,8 @@ async fn accounts_are_created_once_each_even_when_two_workers_race_on_them() {
         .collect();
     assert_eq!(employees.len(), 15);
     let entities = employees.len() + payers.len();
-    assert_eq!(e.provider.entities.lock().unwrap().len(), entities);
-    assert_eq!(
-        e.provider.accounts.lock().unwrap().len(),
-        loans.len() + payers.len()
-    );
+    assert_eq!(e.provider.entity_count(), entities);
+    assert_eq!(e.provider.account_count(), loans.len() + payers.len());
     // Our mapping names the provider's objects, one each.
     let mut mapped = BTreeSet::new();
     for p in &payments {
@@ -860,11 +684,7 @@ async fn accounts_are_created_once_each_even_when_two_workers_race_on_them() {
         payroll::accounts::provider_id_of(Some(&after)),
         Some(provider_id)
     );
-    assert_eq!(
-        e.provider.entities.lock().unwrap().len(),
-        entities,
-        "nothing new"
-    );
+    assert_eq!(e.provider.entity_count(), entities, "nothing new");
 }
 
 #[tokio::test]
@@ -1065,16 +885,7 @@ async fn the_nightly_check_reconciles_with_the_provider_and_reports_go_to_s3() {
     }
     e.provider.advance(&sent[0].id, Wire::Settled);
     // And the provider has a payment nobody here made.
-    {
-        let mut stranger = sent[1].clone();
-        stranger.id = PaymentId::new("pay_900");
-        stranger.external_id = Some("not-ours".into());
-        e.provider
-            .payments
-            .lock()
-            .unwrap()
-            .insert("k-900".into(), stranger);
-    }
+    let stranger = e.provider.add_foreign(&sent[1], Some("not-ours".into()));
     let tasks = WorkflowTasks::new(e.payroll.clone());
     let progress = tasks
         .handle(json!({"action": "progress", "batch_id": id}))
@@ -1171,5 +982,5 @@ async fn the_nightly_check_reconciles_with_the_provider_and_reports_go_to_s3() {
     assert_eq!(report["corrections_applied"], 0, "{report}");
     assert_eq!(report["difference_count"], 1, "{report}");
     assert_eq!(report["differences"][0]["kind"], KIND_UNKNOWN);
-    assert_eq!(report["differences"][0]["subject"], "pay_900");
+    assert_eq!(report["differences"][0]["subject"], stranger.id.as_str());
 }

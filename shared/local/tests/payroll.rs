@@ -6,24 +6,19 @@
 //! between the provider call and the status update, a poison message reaching the
 //! dead-letter queue, reports, ledger and the nightly consistency check.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use async_trait::async_trait;
 use axum::body::Body;
 use chrono::{DateTime, Duration, Utc};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
+use payops_app::fake_provider::FakeProvider;
 use payops_app::handler::{EventHandler, SqsHandler};
 use payops_app::payroll::{
     self, AccountsWorker, ConsistencyCheck, Disbursement, PaymentsWorker, Payroll, layout,
 };
-use payops_app::ports::provider::{
-    Account, AccountId, CreateAccount, CreateEntity, CreatePayment, Entity, EntityId, EventId,
-    ListPayments, PAYMENTS_PAGE_LIMIT_MAX, PageCursor, Payment, PaymentId, PaymentPage,
-    PaymentProvider, PaymentStatus as Wire, ProviderError, WebhookEvent,
-};
+use payops_app::ports::provider::{EventId, Payment, PaymentStatus as Wire, WebhookEvent};
 use payops_app::ports::{Clock, ManualClock, Queue};
 use payops_core::payroll::ledger;
 use payops_local::runtime::System;
@@ -38,214 +33,8 @@ const FIXTURE: &str = concat!(
 );
 const SAMPLE_ROWS: usize = 426;
 
-// ---------------------------------------------------------------------------------------
-// An in-memory provider, idempotent by key like the real API.
-
-#[derive(Default)]
-struct FakeProvider {
-    entities: Mutex<HashMap<String, Entity>>,
-    accounts: Mutex<HashMap<String, Account>>,
-    payments: Mutex<HashMap<String, Payment>>,
-    creates: AtomicU64,
-    /// The next payment call succeeds at the provider but its answer is lost.
-    lose_next_answer: AtomicBool,
-    /// Pages served by `list_payments`.
-    pages_listed: AtomicU64,
-    /// `list_payments` fails (after the client's retries) once this many pages were served.
-    listing_fails_after: Mutex<Option<u64>>,
-}
-
-impl FakeProvider {
-    /// Every payment in creation order (ids are `pay_{n}`, `n` counting from 0).
-    fn in_creation_order(&self) -> Vec<Payment> {
-        let mut all: Vec<Payment> = self.payments.lock().unwrap().values().cloned().collect();
-        all.sort_by_key(|p| {
-            p.id.as_str()
-                .strip_prefix("pay_")
-                .and_then(|n| n.parse::<u64>().ok())
-        });
-        all
-    }
-
-    /// Changes the provider's record of a payment as the provider would (no webhook sent).
-    fn set_status(&self, id: &PaymentId, status: Wire) {
-        let mut m = self.payments.lock().unwrap();
-        let p = m.values_mut().find(|p| &p.id == id).unwrap();
-        p.status = status;
-    }
-
-    /// The provider's amount of a payment is not what we asked for.
-    fn set_amount(&self, id: &PaymentId, amount: Decimal) {
-        let mut m = self.payments.lock().unwrap();
-        let p = m.values_mut().find(|p| &p.id == id).unwrap();
-        p.amount = payops_core::Money::new(amount, payops_core::Currency::USD).unwrap();
-    }
-
-    /// Adds a payment the provider has and we did not make (under a key of its own).
-    fn add_foreign(&self, like: &Payment, external_id: Option<String>) -> Payment {
-        let next = self.in_creation_order().len() + 1000;
-        let mut p = like.clone();
-        p.id = PaymentId::new(format!("pay_{next}"));
-        p.external_id = external_id;
-        let mut m = self.payments.lock().unwrap();
-        m.insert(format!("foreign-{next}"), p.clone());
-        p
-    }
-
-    /// The provider's own record moves as it reports (forward only, as the real one does).
-    fn advance(&self, id: &PaymentId, status: Wire) {
-        let mut m = self.payments.lock().unwrap();
-        if let Some(p) = m.values_mut().find(|p| &p.id == id)
-            && status.rank() > p.status.rank()
-        {
-            p.status = status;
-        }
-    }
-
-    /// Payments made before ours for no batch of ours (another system, a test, a mistake).
-    fn add_legacy(&self, count: usize) {
-        let mut m = self.payments.lock().unwrap();
-        assert!(m.is_empty(), "legacy payments come first");
-        for i in 0..count {
-            m.insert(
-                format!("legacy-{i}"),
-                Payment {
-                    id: PaymentId::new(format!("pay_{i}")),
-                    source_id: AccountId::new("acc_legacy_src"),
-                    destination_id: AccountId::new("acc_legacy_dst"),
-                    amount: payops_core::Money::new(
-                        Decimal::new(1000, 2),
-                        payops_core::Currency::USD,
-                    )
-                    .unwrap(),
-                    status: Wire::Settled,
-                    external_id: Some(format!("legacy-{i}")),
-                    description: None,
-                    failure_reason: None,
-                    created_at: t0(),
-                    updated_at: t0(),
-                },
-            );
-        }
-    }
-
-    /// The provider loses a payment.
-    fn forget(&self, id: &PaymentId) {
-        self.payments.lock().unwrap().retain(|_, p| &p.id != id);
-    }
-}
-
 fn t0() -> DateTime<Utc> {
     "2026-11-22T09:00:00Z".parse().unwrap()
-}
-
-#[async_trait]
-impl PaymentProvider for FakeProvider {
-    async fn create_entity(&self, r: CreateEntity) -> Result<Entity, ProviderError> {
-        let key = r.idempotency_key.unwrap().as_str().to_owned();
-        let mut m = self.entities.lock().unwrap();
-        let n = m.len();
-        Ok(m.entry(key)
-            .or_insert_with(|| {
-                self.creates.fetch_add(1, Ordering::SeqCst);
-                Entity {
-                    id: EntityId::new(format!("ent_{n}")),
-                    kind: r.details.kind(),
-                    external_id: r.external_id.clone(),
-                    created_at: t0(),
-                }
-            })
-            .clone())
-    }
-    async fn create_account(&self, r: CreateAccount) -> Result<Account, ProviderError> {
-        let key = r.idempotency_key.unwrap().as_str().to_owned();
-        let mut m = self.accounts.lock().unwrap();
-        let n = m.len();
-        Ok(m.entry(key)
-            .or_insert_with(|| {
-                self.creates.fetch_add(1, Ordering::SeqCst);
-                Account {
-                    id: AccountId::new(format!("acc_{n}")),
-                    holder_id: r.holder_id.clone(),
-                    kind: r.details.kind(),
-                    external_id: r.external_id.clone(),
-                    mask: "1234".into(),
-                    created_at: t0(),
-                }
-            })
-            .clone())
-    }
-    async fn create_payment(&self, r: CreatePayment) -> Result<Payment, ProviderError> {
-        let payment = {
-            let mut m = self.payments.lock().unwrap();
-            let n = m.len();
-            m.entry(r.idempotency_key.as_str().to_owned())
-                .or_insert_with(|| Payment {
-                    id: PaymentId::new(format!("pay_{n}")),
-                    source_id: r.source_id.clone(),
-                    destination_id: r.destination_id.clone(),
-                    amount: r.amount,
-                    status: Wire::Pending,
-                    external_id: r.external_id.clone(),
-                    description: r.description.clone(),
-                    failure_reason: None,
-                    created_at: t0(),
-                    updated_at: t0(),
-                })
-                .clone()
-        };
-        if self.lose_next_answer.swap(false, Ordering::SeqCst) {
-            return Err(ProviderError::transient(
-                "connection reset after the request",
-            ));
-        }
-        Ok(payment)
-    }
-    async fn get_payment(&self, id: &PaymentId) -> Result<Payment, ProviderError> {
-        self.payments
-            .lock()
-            .unwrap()
-            .values()
-            .find(|p| &p.id == id)
-            .cloned()
-            .ok_or_else(|| ProviderError::NotFound(id.to_string()))
-    }
-    /// Cursor pagination as the API documents it: creation order, `limit` 1..=100 (0: the
-    /// default), an opaque cursor (here the index of the next payment).
-    async fn list_payments(&self, r: ListPayments) -> Result<PaymentPage, ProviderError> {
-        let served = self.pages_listed.fetch_add(1, Ordering::SeqCst);
-        if self
-            .listing_fails_after
-            .lock()
-            .unwrap()
-            .is_some_and(|n| served >= n)
-        {
-            return Err(ProviderError::transient("503 from the provider"));
-        }
-        let limit = match r.limit {
-            0 => 10,
-            n if n > PAYMENTS_PAGE_LIMIT_MAX => {
-                return Err(ProviderError::rejected("limit", "must be 1 to 100"));
-            }
-            n => n as usize,
-        };
-        let start = match &r.cursor {
-            None => 0,
-            Some(PageCursor(c)) => c
-                .parse::<usize>()
-                .map_err(|_| ProviderError::rejected("cursor", "not a cursor of ours"))?,
-        };
-        let all: Vec<Payment> = self
-            .in_creation_order()
-            .into_iter()
-            .filter(|p| r.status.is_none_or(|s| s == p.status))
-            .collect();
-        let end = (start + limit).min(all.len());
-        Ok(PaymentPage {
-            payments: all.get(start..end).unwrap_or_default().to_vec(),
-            next_cursor: (end < all.len()).then(|| PageCursor(end.to_string())),
-        })
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -268,7 +57,7 @@ fn fixture() -> Fixture {
     let clock = Arc::new(ManualClock::new(t0()));
     let (system, _workers) = System::build(dir.path(), clock.clone()).unwrap();
     let payroll = Payroll::from_resources(system.env.as_ref()).unwrap();
-    let provider = Arc::new(FakeProvider::default());
+    let provider = Arc::new(FakeProvider::new(t0()));
     let d = Disbursement {
         payroll: payroll.clone(),
         provider: provider.clone(),
@@ -420,14 +209,7 @@ async fn webhook(
 }
 
 fn provider_payments(f: &Fixture) -> Vec<Payment> {
-    let mut v: Vec<Payment> = f
-        .provider
-        .payments
-        .lock()
-        .unwrap()
-        .values()
-        .cloned()
-        .collect();
+    let mut v: Vec<Payment> = f.provider.in_creation_order();
     v.sort_by(|a, b| a.external_id.cmp(&b.external_id));
     v
 }
@@ -575,7 +357,7 @@ async fn double_approval_approves_once_and_the_batch_settles_with_reports_and_a_
 
     // Provisioning: 5 payers and every distinct employee, each once (entity + account).
     assert_eq!(drain(&f, "PayrollAccountsQueue", &f.accounts).await, 0);
-    let employees = f.provider.entities.lock().unwrap().len() - 5;
+    let employees = f.provider.entity_count() - 5;
     assert!(
         employees < 426,
         "an employee with two rows is provisioned once"
@@ -603,7 +385,7 @@ async fn double_approval_approves_once_and_the_batch_settles_with_reports_and_a_
     people.sort();
     people.dedup();
     assert_eq!(employees, people.len());
-    assert_eq!(f.provider.accounts.lock().unwrap().len(), loans.len() + 5);
+    assert_eq!(f.provider.account_count(), loans.len() + 5);
     assert_eq!(drain(&f, "PayrollPaymentsQueue", &f.payments).await, 0);
     let sent = provider_payments(&f);
     assert_eq!(sent.len(), 426);
@@ -1139,7 +921,7 @@ async fn a_payment_created_but_never_recorded_is_recorded_by_the_check_and_not_s
     assert_eq!(row1.status, payops_core::payroll::PaymentStatus::Processing);
     assert_eq!(row1.provider_payment_id.as_deref(), Some("pay_0"));
     // The re-enqueued work creates every other payment, and row 1 is not sent again.
-    let before = f.provider.payments.lock().unwrap().len();
+    let before = f.provider.payment_count();
     assert_eq!(before, 1);
     drain(&f, "PayrollAccountsQueue", &f.accounts).await;
     drain(&f, "PayrollPaymentsQueue", &f.payments).await;
