@@ -3,7 +3,9 @@
 //! HTTP, approve, payments written, accounts provisioned and payments created at the sandbox
 //! through the real HTTP client, settled by its signed webhooks, reports written. Timed from
 //! the upload to the batch's `COMPLETED` (which the workflow sets after the reports are in
-//! S3), median of several runs, each on a fresh data directory.
+//! S3), median of several runs, each on a fresh data directory. After each run, outside the
+//! timed window, the per-source report must pay the file's total and the nightly
+//! consistency check must find no difference, or the run fails.
 //!
 //! With `--payments-per-min` and/or `--writes-per-min` the sandbox is throttled instead, and
 //! the run checks the other target of issue 3: the flow runs within
@@ -222,10 +224,12 @@ async fn run_once(
         )));
     }
     let upload_ms = started.elapsed().as_millis() as u64;
-    let id = up.json()?["batch_id"]
+    let uploaded = up.json()?;
+    let id = uploaded["batch_id"].as_str().unwrap_or_default().to_owned();
+    let file_total: Decimal = uploaded["total"]
         .as_str()
-        .unwrap_or_default()
-        .to_owned();
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| PayrollBenchError::Failed(format!("upload has no total: {uploaded}")))?;
     let approve = client
         .post_json(
             &format!("{base}/payroll/batches/{id}/approve"),
@@ -287,6 +291,8 @@ async fn run_once(
         tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
     }
     let total = started.elapsed();
+    // Outside the timed window: the books must add up, or the figure means nothing.
+    verify_books(&client, &base, &id, file_total).await?;
     let throttle = match &running.provider_sandbox {
         Some(sandbox) if throttled => {
             let stats = sandbox.sandbox.stats();
@@ -310,6 +316,62 @@ async fn run_once(
         payments_per_second: u64::from(rows) * 1000 / (total.as_millis() as u64).max(1),
         throttle,
     })
+}
+
+/// The per-source report pays the file's total, and the nightly consistency check (payments,
+/// aggregates, ledger, and the provider's own list) finds no difference.
+async fn verify_books(
+    client: &HttpClient,
+    base: &str,
+    batch_id: &str,
+    file_total: Decimal,
+) -> Result<(), PayrollBenchError> {
+    let sources = client
+        .get(&format!(
+            "{base}/payroll/batches/{batch_id}/reports/sources.csv"
+        ))
+        .await?;
+    let paid = paid_column_total(&sources.body).map_err(PayrollBenchError::Failed)?;
+    if paid != file_total {
+        return Err(PayrollBenchError::Failed(format!(
+            "sources.csv pays {paid}, the file totals {file_total}"
+        )));
+    }
+    let check = client
+        .post_json(
+            &format!("{base}/ops/trigger/payroll-check"),
+            &[],
+            Bytes::from_static(b"{}"),
+        )
+        .await?
+        .json()?;
+    if check["difference_count"] != 0 {
+        return Err(PayrollBenchError::Failed(format!(
+            "the consistency check found differences: {check}"
+        )));
+    }
+    Ok(())
+}
+
+/// The sum of the `paid` column of a per-source or per-branch report.
+fn paid_column_total(csv_bytes: &[u8]) -> Result<Decimal, String> {
+    let mut reader = csv::Reader::from_reader(csv_bytes);
+    let column = reader
+        .headers()
+        .map_err(|e| format!("report header: {e}"))?
+        .iter()
+        .position(|h| h == "paid")
+        .ok_or("the report has no paid column")?;
+    let mut total = Decimal::ZERO;
+    for (i, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| format!("report line {}: {e}", i + 2))?;
+        let paid: Decimal = record
+            .get(column)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("report line {}: paid is not a decimal", i + 2))?;
+        total += paid;
+    }
+    Ok(total)
 }
 
 /// A fresh directory under the system's temporary directory, removed when dropped.
@@ -463,6 +525,19 @@ mod tests {
             t.within_tolerance,
             "writes bound the flow at 98% of their rate: {t:?}"
         );
+    }
+
+    #[test]
+    fn the_paid_column_is_summed_exactly_and_a_bad_line_is_named() {
+        let report =
+            b"source_id,payments,owed,paid_count,paid\nA,2,10.10,2,10.10\nB,1,0.20,1,0.20\n";
+        assert_eq!(paid_column_total(report), Ok(Decimal::new(1030, 2)));
+        let bad = b"source_id,paid\nA,1.00\nB,x\n";
+        assert_eq!(
+            paid_column_total(bad),
+            Err("report line 3: paid is not a decimal".to_owned())
+        );
+        assert!(paid_column_total(b"source_id,owed\nA,1\n").is_err());
     }
 
     #[test]
