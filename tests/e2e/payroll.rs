@@ -35,6 +35,33 @@ fn report_totals(csv: &str) -> (u64, Decimal, Decimal) {
     out
 }
 
+/// Uploads a payroll file as HR's page does; answers the batch as created.
+async fn upload(client: &HttpClient, base: &str, name: &str, xml: String) -> Value {
+    let up = client
+        .request(
+            http::Method::POST,
+            &format!("{base}/payroll/batches?name={name}"),
+            &[("content-type", "application/xml")],
+            Bytes::from(xml),
+        )
+        .await
+        .unwrap();
+    assert_eq!(up.status, 201, "{}", String::from_utf8_lossy(&up.body));
+    up.json().unwrap()
+}
+
+/// The batch, once its workflow has marked it `COMPLETED`.
+async fn completed(client: &HttpClient, base: &str, id: &str) -> Value {
+    eventually("the batch to complete", || {
+        let (client, url) = (client.clone(), format!("{base}/payroll/batches/{id}"));
+        async move {
+            let b = client.get(&url).await.ok()?.json().ok()?;
+            (b["status"] == "COMPLETED").then_some(b)
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generated_file_is_paid_once_settles_and_reports_add_up() {
     let dir = tempfile::tempdir().unwrap();
@@ -43,17 +70,7 @@ async fn a_generated_file_is_paid_once_settles_and_reports_add_up() {
     let client = HttpClient::default();
     let xml = generate_xml(&GenerateOptions::like_sample(ROWS, 7));
 
-    let up = client
-        .request(
-            http::Method::POST,
-            &format!("{base}/payroll/batches?name=generated.xml"),
-            &[("content-type", "application/xml")],
-            Bytes::from(xml.clone()),
-        )
-        .await
-        .unwrap();
-    assert_eq!(up.status, 201, "{}", String::from_utf8_lossy(&up.body));
-    let up = up.json().unwrap();
+    let up = upload(&client, &base, "generated.xml", xml.clone()).await;
     assert_eq!(up["status"], "AWAITING_APPROVAL", "{up}");
     assert_eq!(up["rows"], ROWS);
     let id = up["batch_id"].as_str().unwrap().to_owned();
@@ -72,15 +89,7 @@ async fn a_generated_file_is_paid_once_settles_and_reports_add_up() {
         .count();
     assert_eq!(firsts, 1, "{a} {b}");
 
-    let done = eventually("the batch to complete", || {
-        let client = client.clone();
-        let url = format!("{base}/payroll/batches/{id}");
-        async move {
-            let b = client.get(&url).await.ok()?.json().ok()?;
-            (b["status"] == "COMPLETED").then_some(b)
-        }
-    })
-    .await;
+    let done = completed(&client, &base, &id).await;
     let progress = &done["progress"];
     assert_eq!(progress["payments"], ROWS);
     assert_eq!(progress["paid_count"], ROWS, "{progress}");
@@ -170,17 +179,8 @@ async fn payments_the_provider_cancels_or_reverses_are_recorded_and_the_books_st
     let base = server.base_url.clone();
     let client = HttpClient::default();
     let xml = generate_xml(&GenerateOptions::like_sample(SMALL_ROWS, 11));
-    let up = client
-        .request(
-            http::Method::POST,
-            &format!("{base}/payroll/batches?name=returns.xml"),
-            &[("content-type", "application/xml")],
-            Bytes::from(xml),
-        )
-        .await
-        .unwrap();
-    assert_eq!(up.status, 201, "{}", String::from_utf8_lossy(&up.body));
-    let id = up.json().unwrap()["batch_id"].as_str().unwrap().to_owned();
+    let up = upload(&client, &base, "returns.xml", xml).await;
+    let id = up["batch_id"].as_str().unwrap().to_owned();
     let approve = client
         .post_json(
             &format!("{base}/payroll/batches/{id}/approve"),
@@ -241,14 +241,7 @@ async fn payments_the_provider_cancels_or_reverses_are_recorded_and_the_books_st
     })
     .await;
     // The workflow sees the batch done at its next look.
-    let batch = eventually("the batch to complete", || {
-        let (client, url) = (client.clone(), format!("{base}/payroll/batches/{id}"));
-        async move {
-            let b = client.get(&url).await.ok()?.json().ok()?;
-            (b["status"] == "COMPLETED").then_some(b)
-        }
-    })
-    .await;
+    let batch = completed(&client, &base, &id).await;
     assert_eq!(
         batch["progress"]["paid_count"].as_u64(),
         ours.get("settled").copied(),
