@@ -141,12 +141,7 @@ impl Db {
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
     ) -> Result<R, DbError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        self.submit(f, move |r| {
-            // The caller may have stopped waiting (its future was dropped): nothing to do.
-            let _ = reply.send(r);
-        })?;
-        answer.await.map_err(|_| DbError::Closed)?
+        ask(&self.jobs, f).await
     }
 
     /// Runs the read-only `f` on the reader connection, beside the writer: it sees every
@@ -156,13 +151,7 @@ impl Db {
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
     ) -> Result<R, DbError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = Job::Call(Box::new(move |conn| {
-            // The caller may have stopped waiting (its future was dropped): nothing to do.
-            let _ = reply.send(f(conn).map_err(DbError::from));
-        }));
-        self.reads.send(job).map_err(|_| DbError::Closed)?;
-        answer.await.map_err(|_| DbError::Closed)?
+        ask(&self.reads, f).await
     }
 
     /// Runs `f` atomically: its changes are kept when it returns `Ok(Ok(_))` and undone when
@@ -215,6 +204,20 @@ impl Db {
         let job = Job::Call(Box::new(move |conn| reply(f(conn).map_err(DbError::from))));
         self.jobs.send(job).map_err(|_| DbError::Closed)
     }
+}
+
+/// Runs `f` on the thread behind `jobs` and returns its result.
+async fn ask<R: Send + 'static>(
+    jobs: &mpsc::Sender<Job>,
+    f: impl FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
+) -> Result<R, DbError> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let job = Job::Call(Box::new(move |conn| {
+        // The caller may have stopped waiting (its future was dropped): nothing to do.
+        let _ = reply.send(f(conn).map_err(DbError::from));
+    }));
+    jobs.send(job).map_err(|_| DbError::Closed)?;
+    answer.await.map_err(|_| DbError::Closed)?
 }
 
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
