@@ -1,7 +1,8 @@
 //! Loans and the payroll checker (issue 8) on the AWS adapters against moto: pay histories
 //! kept by versioned transactions, loans created conditionally, the checker's queries of the
 //! sharded due-date index `gsi1`, its flag transactions, the report in S3 and one event per
-//! missed loan through EventBridge to a rule's target; re-runs and late payments.
+//! missed loan through EventBridge to a rule's target; re-runs, late payments, and a late
+//! payment reversed (its flag restored and its late record deleted in one transaction).
 
 mod support;
 
@@ -35,9 +36,21 @@ fn event(
     amount: &str,
     day: NaiveDate,
 ) -> PaymentEvent {
+    event_with_status(event_id, loan_id, borrower, amount, day, "paid")
+}
+
+/// A payment event of another status (`failed`, `reversed`) repeating the payment's fields.
+fn event_with_status(
+    event_id: &str,
+    loan_id: &str,
+    borrower: &str,
+    amount: &str,
+    day: NaiveDate,
+    status: &str,
+) -> PaymentEvent {
     let body = json!({
         "event_id": event_id, "loan_id": loan_id, "borrower_id": borrower,
-        "employer_id": "emp_1", "amount": amount, "currency": "BRL", "status": "paid",
+        "employer_id": "emp_1", "amount": amount, "currency": "BRL", "status": status,
         "paid_at": format!("{}T12:00:00Z", day.format("%Y-%m-%d")),
     });
     payment_event::parse_webhook_body(body.to_string().as_bytes()).expect("valid event")
@@ -183,4 +196,33 @@ async fn the_checker_flags_reports_and_announces_missed_payroll_on_dynamodb() {
     assert_eq!(history.entries.len(), 6);
     let next_day = checker.check(on(d(2025, 7, 4))).await.expect("check");
     assert_eq!(next_day.late, 1);
+
+    // The bank returns the late payment: the flag comes back and the late record goes, in one
+    // DynamoDB transaction; a redelivered return changes nothing.
+    let returned = event_with_status(
+        "missed_jun_r",
+        "missed",
+        "b_missed",
+        "300",
+        d(2025, 7, 3),
+        "reversed",
+    );
+    assert_eq!(
+        record_payment(table.as_ref(), &returned)
+            .await
+            .expect("record"),
+        RecordOutcome::Undone { loan_updated: true }
+    );
+    assert_eq!(
+        record_payment(table.as_ref(), &returned)
+            .await
+            .expect("record"),
+        RecordOutcome::AlreadyRecorded
+    );
+    let (loan, history) = state.get("missed").await.expect("get").expect("loan");
+    assert_eq!(loan.status, LoanStatus::Missed);
+    assert_eq!(loan.late_paid_on, None);
+    assert_eq!(history.entries.len(), 5);
+    let rerun = checker.check(on(d(2025, 7, 4))).await.expect("check");
+    assert_eq!((rerun.late, rerun.newly_missed), (0, 0), "{rerun:?}");
 }
