@@ -37,7 +37,7 @@ use payops_aws::{DynamoTable, SqsQueue, TimestreamMetrics};
 use payops_core::accounts::{AccountId, Direction, IdempotencyKey, TxStatus};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use support::{MotoHarness, unique};
+use support::MotoHarness;
 use tower::ServiceExt;
 
 /// Receives of an SQS queue before a test gives up waiting for a message.
@@ -733,30 +733,8 @@ async fn the_auditor_alerts_through_eventbridge() {
     // The alert's consumer: a rule on the bus that forwards audit events to a queue.
     let target = env
         .harness
-        .create_plain_queue(false, None, HashMap::new())
+        .create_rule_to_queue(&env.events, AUDIT_EVENT_SOURCE)
         .await;
-    let rule = unique("payops-audit");
-    let eb = env.harness.env.eventbridge();
-    eb.put_rule()
-        .name(&rule)
-        .event_bus_name(env.events.bus_name())
-        .event_pattern(json!({ "source": [AUDIT_EVENT_SOURCE] }).to_string())
-        .send()
-        .await
-        .expect("rule");
-    eb.put_targets()
-        .rule(&rule)
-        .event_bus_name(env.events.bus_name())
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("queue")
-                .arn(target.arn())
-                .build()
-                .expect("id and arn are set"),
-        )
-        .send()
-        .await
-        .expect("target");
 
     env.open("c", "0").await;
     env.create_advance("c", "60.00", "adv-clean").await;

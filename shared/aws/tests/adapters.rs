@@ -595,29 +595,7 @@ async fn s3_event_keys_decode_to_the_key_that_was_written() {
 async fn published_events_reach_a_rule_target() {
     let h = harness().await;
     let bus = h.create_event_bus().await;
-    let target = h.create_plain_queue(false, None, HashMap::new()).await;
-    let rule = unique("payops-rule");
-    let eb = h.env.eventbridge();
-    eb.put_rule()
-        .name(&rule)
-        .event_bus_name(bus.bus_name())
-        .event_pattern(json!({ "source": ["payops.test"] }).to_string())
-        .send()
-        .await
-        .expect("rule");
-    eb.put_targets()
-        .rule(&rule)
-        .event_bus_name(bus.bus_name())
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("queue")
-                .arn(target.arn())
-                .build()
-                .expect("id and arn are set"),
-        )
-        .send()
-        .await
-        .expect("target");
+    let target = h.create_rule_to_queue(&bus, "payops.test").await;
     bus.put_events(vec![Event {
         source: "payops.test".into(),
         detail_type: "PaymentMissed".into(),

@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{NaiveDate, TimeZone, Utc};
@@ -20,7 +19,7 @@ use payops_core::payment_event::{self, PaymentEvent};
 use payops_core::{Currency, Money};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use support::{MotoHarness, unique};
+use support::MotoHarness;
 
 /// Receives of the rule's target queue before the test gives up.
 const RECEIVE_POLLS_MAX: usize = 10;
@@ -75,30 +74,8 @@ async fn the_checker_flags_reports_and_announces_missed_payroll_on_dynamodb() {
     };
     // The consumer of missed-payroll events: a rule forwarding them to a queue.
     let target = harness
-        .create_plain_queue(false, None, HashMap::new())
+        .create_rule_to_queue(&events, MISSED_EVENT_SOURCE)
         .await;
-    let rule = unique("payops-missed");
-    let eb = harness.env.eventbridge();
-    eb.put_rule()
-        .name(&rule)
-        .event_bus_name(events.bus_name())
-        .event_pattern(json!({ "source": [MISSED_EVENT_SOURCE] }).to_string())
-        .send()
-        .await
-        .expect("rule");
-    eb.put_targets()
-        .rule(&rule)
-        .event_bus_name(events.bus_name())
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("queue")
-                .arn(target.arn())
-                .build()
-                .expect("id and arn are set"),
-        )
-        .send()
-        .await
-        .expect("target");
 
     // Two monthly (last business day) borrowers; a redelivered event changes nothing.
     let months = [

@@ -829,30 +829,9 @@ async fn scheduled_event(e: &Env, at: DateTime<Utc>) -> EventBridgeEvent<Value> 
     let bus = e.harness.create_event_bus().await;
     let target = e
         .harness
-        .create_plain_queue(false, None, HashMap::new())
+        .create_rule_to_queue(&bus, "payops.schedule")
         .await;
-    let rule = unique("payroll-check");
     let eb = e.harness.env.eventbridge();
-    eb.put_rule()
-        .name(&rule)
-        .event_bus_name(bus.bus_name())
-        .event_pattern(json!({"source": ["payops.schedule"]}).to_string())
-        .send()
-        .await
-        .expect("rule");
-    eb.put_targets()
-        .rule(&rule)
-        .event_bus_name(bus.bus_name())
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("check")
-                .arn(target.arn())
-                .build()
-                .expect("id and arn are set"),
-        )
-        .send()
-        .await
-        .expect("target");
     eb.put_events()
         .entries(
             aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()

@@ -343,6 +343,35 @@ impl MotoHarness {
         EventBridgeEvents::new(self.env.eventbridge().clone(), bus)
     }
 
+    /// A consumer of `bus`'s events from `source`: a new queue, the target of a new rule that
+    /// matches the source (as a subscriber would set it up).
+    pub async fn create_rule_to_queue(&self, bus: &EventBridgeEvents, source: &str) -> SqsQueue {
+        let target = self.create_plain_queue(false, None, HashMap::new()).await;
+        let rule = unique("payops-rule");
+        let eb = self.env.eventbridge();
+        eb.put_rule()
+            .name(&rule)
+            .event_bus_name(bus.bus_name())
+            .event_pattern(serde_json::json!({ "source": [source] }).to_string())
+            .send()
+            .await
+            .expect("rule");
+        eb.put_targets()
+            .rule(&rule)
+            .event_bus_name(bus.bus_name())
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("queue")
+                    .arn(target.arn())
+                    .build()
+                    .expect("id and arn are set"),
+            )
+            .send()
+            .await
+            .expect("target");
+        target
+    }
+
     /// A Timestream database and table: (database, table).
     pub async fn create_metrics_table(&self) -> (String, String) {
         let database = unique("payops_db");
