@@ -65,6 +65,10 @@ fn payroll_step_settled_every_payment(p: &serde_json::Value) {
     let rows = p["rows"].as_u64().expect("payroll rows");
     assert!(rows > 0, "{p}");
     assert_eq!(p["status"], "COMPLETED", "{p}");
+    assert!(
+        p["eta_seconds"].is_u64(),
+        "the estimate shown at approval: {p}"
+    );
     assert_eq!(p["paid_count"].as_u64(), Some(rows), "{p}");
     let total: Decimal = p["total"].as_str().unwrap().parse().unwrap();
     let paid: Decimal = p["paid_total"].as_str().unwrap().parse().unwrap();

@@ -398,7 +398,7 @@ pub async fn demo(base_url: &str, data_dir: &Path) -> Result<PayrollDemo, DemoEr
         total: uploaded["total"].as_str().unwrap_or_default().to_owned(),
         sources: count(&uploaded["summary"]["by_source"]),
         branches: count(&uploaded["summary"]["by_branch"]),
-        eta_seconds: approved["eta_seconds"].as_u64(),
+        eta_seconds: approved["batch"]["eta_seconds"].as_u64(),
         status: batch["status"].as_str().unwrap_or_default().to_owned(),
         paid_count: batch["progress"]["paid_count"].as_u64().unwrap_or(0),
         paid_total: batch["progress"]["paid_total"]
