@@ -397,13 +397,9 @@ impl SandboxState {
             };
             stored.payment.status = next;
             stored.payment.updated_at = at;
-            // The reasons ACH gives (R01, R02, a refused instruction).
-            stored.payment.failure_reason = match next {
-                PaymentStatus::Failed => Some("insufficient_funds".to_owned()),
-                PaymentStatus::Canceled => Some("canceled_by_bank".to_owned()),
-                PaymentStatus::Reversed => Some("account_closed".to_owned()),
-                _ => stored.payment.failure_reason.take(),
-            };
+            if let Some(reason) = failure_reason(next) {
+                stored.payment.failure_reason = Some(reason.to_owned());
+            }
             let event_id = EventId::new(format!(
                 "{}{}{:016x}",
                 EventId::PREFIX,
@@ -421,6 +417,17 @@ impl SandboxState {
             }
         }
         events
+    }
+}
+
+/// Why a payment ended in `status`, for the statuses that have a reason: those ACH gives
+/// (R01 insufficient funds, R02 account closed, an instruction the bank refused).
+fn failure_reason(status: PaymentStatus) -> Option<&'static str> {
+    match status {
+        PaymentStatus::Failed => Some("insufficient_funds"),
+        PaymentStatus::Canceled => Some("canceled_by_bank"),
+        PaymentStatus::Reversed => Some("account_closed"),
+        _ => None,
     }
 }
 
