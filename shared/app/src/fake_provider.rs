@@ -19,6 +19,7 @@ use crate::ports::provider::{
     PAYMENTS_PAGE_LIMIT_MAX, PageCursor, Payment, PaymentId, PaymentPage, PaymentProvider,
     PaymentStatus, ProviderError,
 };
+use crate::ports::provider::{EVENT_PAYMENT_UPDATED, EventId, WebhookEvent};
 
 /// The page size `list_payments` uses when the request names none.
 pub const FAKE_PAGE_LIMIT_DEFAULT: usize = 10;
@@ -103,6 +104,26 @@ impl FakeProvider {
                 p.status = status;
             }
         });
+    }
+
+    /// The webhook the provider sends when `payment` moves to `status`, its own record moved
+    /// first (forward only).
+    pub fn report(
+        &self,
+        event_id: &str,
+        payment: &Payment,
+        status: PaymentStatus,
+        at: DateTime<Utc>,
+    ) -> WebhookEvent {
+        self.advance(&payment.id, status);
+        let mut data = payment.clone();
+        data.status = status;
+        WebhookEvent {
+            id: EventId::new(event_id),
+            kind: EVENT_PAYMENT_UPDATED.to_owned(),
+            created_at: at,
+            data,
+        }
     }
 
     /// The provider's amount of a payment is not what we asked for.

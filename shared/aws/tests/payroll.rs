@@ -37,7 +37,7 @@ use payops_app::payroll::{
     self, AccountsWorker, ConsistencyCheck, Disbursement, InboxHandler, PaymentsWorker, Payroll,
     PayrollAppError, WorkflowTasks, layout, progress, report, webhook,
 };
-use payops_app::ports::provider::{EventId, Payment, PaymentStatus as Wire, WebhookEvent};
+use payops_app::ports::provider::{Payment, PaymentStatus as Wire};
 use payops_app::ports::{
     Blobs, Clock, Item, ManualClock, OutgoingMessage, Query, Queue, ReceiveOptions, Table,
 };
@@ -195,15 +195,9 @@ impl Env {
     }
 
     async fn webhook(&self, event_id: &str, payment: &Payment, status: Wire) -> &'static str {
-        self.provider.advance(&payment.id, status);
-        let mut data = payment.clone();
-        data.status = status;
-        let event = WebhookEvent {
-            id: EventId::new(event_id),
-            kind: "payment.updated".into(),
-            created_at: self.clock.now(),
-            data,
-        };
+        let event = self
+            .provider
+            .report(event_id, payment, status, self.clock.now());
         webhook::handle_event(&self.payroll, &event)
             .await
             .expect("handled")

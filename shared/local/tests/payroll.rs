@@ -18,7 +18,7 @@ use payops_app::handler::{EventHandler, SqsHandler};
 use payops_app::payroll::{
     self, AccountsWorker, ConsistencyCheck, Disbursement, PaymentsWorker, Payroll, layout,
 };
-use payops_app::ports::provider::{EventId, Payment, PaymentStatus as Wire, WebhookEvent};
+use payops_app::ports::provider::{Payment, PaymentStatus as Wire};
 use payops_app::ports::{Clock, ManualClock, Queue};
 use payops_core::payroll::ledger;
 use payops_local::runtime::System;
@@ -187,15 +187,7 @@ async fn webhook(
     payment: &Payment,
     status: Wire,
 ) -> (StatusCode, Value) {
-    f.provider.advance(&payment.id, status);
-    let mut data = payment.clone();
-    data.status = status;
-    let event = WebhookEvent {
-        id: EventId::new(event_id),
-        kind: "payment.updated".into(),
-        created_at: f.clock.now(),
-        data,
-    };
+    let event = f.provider.report(event_id, payment, status, f.clock.now());
     let body = serde_json::to_vec(&event).unwrap();
     let signature = sign(&body, f.clock.now());
     call(
