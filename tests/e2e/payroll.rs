@@ -50,6 +50,25 @@ async fn upload(client: &HttpClient, base: &str, name: &str, xml: String) -> Val
     up.json().unwrap()
 }
 
+/// Runs the nightly consistency check now; answers its report.
+async fn nightly_check(client: &HttpClient, base: &str) -> Value {
+    let check = client
+        .post_json(
+            &format!("{base}/ops/trigger/payroll-check"),
+            &[],
+            Bytes::from_static(b"{}"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        check.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&check.body)
+    );
+    check.json().unwrap()
+}
+
 /// The batch, once its workflow has marked it `COMPLETED`.
 async fn completed(client: &HttpClient, base: &str, id: &str) -> Value {
     eventually("the batch to complete", || {
@@ -118,21 +137,7 @@ async fn a_generated_file_is_paid_once_settles_and_reports_add_up() {
     assert_eq!(text.matches(",SETTLED,").count(), ROWS as usize);
 
     // Every payment exists once at the provider; ledger and aggregates agree.
-    let check = client
-        .post_json(
-            &format!("{base}/ops/trigger/payroll-check"),
-            &[],
-            Bytes::from_static(b"{}"),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        check.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&check.body)
-    );
-    let check = check.json().unwrap();
+    let check = nightly_check(&client, &base).await;
     assert_eq!(check["difference_count"], 0, "{check}");
     assert_eq!(check["payments_checked"], ROWS);
     drop(server);
@@ -247,16 +252,7 @@ async fn payments_the_provider_cancels_or_reverses_are_recorded_and_the_books_st
         ours.get("settled").copied(),
         "reversed payments are not paid: {batch}"
     );
-    let check = client
-        .post_json(
-            &format!("{base}/ops/trigger/payroll-check"),
-            &[],
-            Bytes::from_static(b"{}"),
-        )
-        .await
-        .unwrap()
-        .json()
-        .unwrap();
+    let check = nightly_check(&client, &base).await;
     assert_eq!(
         check["difference_count"], 0,
         "ledger, aggregates and payments agree: {check}"
