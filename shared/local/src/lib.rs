@@ -3,6 +3,7 @@
 
 pub mod blobs;
 pub mod events;
+pub mod item_codec;
 pub mod metrics;
 pub mod queue;
 pub mod sqlite;

@@ -8,12 +8,11 @@
 //! Conditions are evaluated inside the write's transaction, on the database's only writer.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
-use std::str::FromStr;
+use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use payops_app::ports::table::{PK, QUERY_PAGE_ITEMS_MAX, SK, TRANSACTION_WRITES_MAX};
 use payops_app::ports::{
     CancelReason, Condition, Cursor, IndexSpec, Item, Key, Page, Query, SortKeyRange, Table,
@@ -21,8 +20,7 @@ use payops_app::ports::{
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
-use rust_decimal::Decimal;
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Value as Json, json};
 
 use crate::sqlite::{Db, DbError};
 
@@ -973,12 +971,7 @@ impl CursorPos {
 
 /// Encodes an item as DynamoDB JSON; fails when it is over ITEM_BYTES_MAX.
 pub fn encode_item(item: &Item) -> Result<String, TableError> {
-    let map: Map<String, Json> = item
-        .0
-        .iter()
-        .map(|(k, v)| (k.clone(), encode_value(v)))
-        .collect();
-    let text = Json::Object(map).to_string();
+    let text = crate::item_codec::to_text(item);
     if text.len() > ITEM_BYTES_MAX {
         return Err(invalid(format!(
             "item is {} bytes, at most {ITEM_BYTES_MAX}",
@@ -988,75 +981,14 @@ pub fn encode_item(item: &Item) -> Result<String, TableError> {
     Ok(text)
 }
 
-pub fn encode_value(v: &Value) -> Json {
-    match v {
-        Value::S(s) => json!({ "S": s }),
-        // Decimal's Display keeps the scale: 12.30 stays "12.30".
-        Value::N(n) => json!({ "N": n.to_string() }),
-        Value::Bool(b) => json!({ "BOOL": b }),
-        Value::Null => json!({ "NULL": true }),
-        Value::B(b) => json!({ "B": STANDARD.encode(b) }),
-        Value::L(items) => json!({ "L": items.iter().map(encode_value).collect::<Vec<_>>() }),
-        Value::M(map) => {
-            let m: Map<String, Json> = map
-                .iter()
-                .map(|(k, v)| (k.clone(), encode_value(v)))
-                .collect();
-            json!({ "M": m })
-        }
-    }
-}
-
 pub fn decode_item(text: &str) -> Result<Item, String> {
-    let doc: Json = serde_json::from_str(text).map_err(|e| format!("item JSON: {e}"))?;
-    let Json::Object(map) = doc else {
-        return Err("item JSON is not an object".to_owned());
-    };
-    let mut item = BTreeMap::new();
-    for (k, v) in map {
-        item.insert(k, decode_value(&v)?);
-    }
-    Ok(Item(item))
-}
-
-pub fn decode_value(v: &Json) -> Result<Value, String> {
-    let Some((tag, inner)) = v.as_object().and_then(|m| m.iter().next()) else {
-        return Err(format!("not a typed value: {v}"));
-    };
-    let bad = || format!("bad {tag} value: {inner}");
-    Ok(match tag.as_str() {
-        "S" => Value::S(inner.as_str().ok_or_else(bad)?.to_owned()),
-        "N" => Value::N(Decimal::from_str(inner.as_str().ok_or_else(bad)?).map_err(|_| bad())?),
-        "BOOL" => Value::Bool(inner.as_bool().ok_or_else(bad)?),
-        "NULL" => Value::Null,
-        "B" => Value::B(
-            STANDARD
-                .decode(inner.as_str().ok_or_else(bad)?)
-                .map_err(|_| bad())?,
-        ),
-        "L" => Value::L(
-            inner
-                .as_array()
-                .ok_or_else(bad)?
-                .iter()
-                .map(decode_value)
-                .collect::<Result<_, _>>()?,
-        ),
-        "M" => Value::M(
-            inner
-                .as_object()
-                .ok_or_else(bad)?
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), decode_value(v)?)))
-                .collect::<Result<_, String>>()?,
-        ),
-        other => return Err(format!("unknown value type {other}")),
-    })
+    crate::item_codec::from_text(text)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rust_decimal::Decimal;
 
     #[test]
     fn decimals_keep_their_scale_in_storage() {
