@@ -18,7 +18,8 @@ use rust_decimal::prelude::ToPrimitive;
 use crate::env::DEV_WEBHOOK_SECRET;
 use crate::sandbox::{
     self, DEFAULT_SANDBOX_PORT, DEV_PROVIDER_API_KEY, Lifecycle, PPM, Sandbox, SandboxConfig,
-    SandboxError, WEBHOOK_CONCURRENCY_DEFAULT, WEBHOOK_CONCURRENCY_MAX, WebhookOptions,
+    SandboxError, WEBHOOK_CONCURRENCY_DEFAULT, WEBHOOK_CONCURRENCY_MAX, WEBHOOK_EVENTS_PER_DELIVERY_MAX,
+    WebhookOptions,
 };
 
 /// The sandbox's API key variable (the client reads `PAYOPS_PROVIDER_API_KEY`).
@@ -93,6 +94,14 @@ pub struct SandboxArgs {
         value_parser = clap::value_parser!(u16).range(1..=(WEBHOOK_CONCURRENCY_MAX as i64))
     )]
     pub webhook_concurrency: u16,
+    /// Events sent together in one webhook delivery, as a JSON array (1: each alone).
+    #[arg(
+        long = "provider-webhook-events-per-delivery",
+        env = "PAYOPS_PROVIDER_WEBHOOK_EVENTS_PER_DELIVERY",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u16).range(1..=(WEBHOOK_EVENTS_PER_DELIVERY_MAX as i64))
+    )]
+    pub webhook_events_per_delivery: u16,
     /// Seed of the sandbox's coin flips.
     #[arg(
         long = "provider-seed",
@@ -175,6 +184,7 @@ impl SandboxArgs {
                 duplicate_ppm: self.webhook_duplicate_ppm,
                 reorder_window_ms: self.webhook_reorder_ms.max(0),
                 concurrency: usize::from(self.webhook_concurrency),
+                events_per_delivery: usize::from(self.webhook_events_per_delivery),
             },
             seed: self.seed,
             state_file: data_dir.map(|d| d.join(sandbox::STATE_FILE_NAME)),

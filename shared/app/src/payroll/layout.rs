@@ -54,6 +54,11 @@ pub const EVENT_SK: &str = "EVENT";
 
 pub mod attr {
     pub const BATCH_ID: &str = "batch_id";
+    /// The workflow's last progress check: when, how many payments were final, and the wait
+    /// it chose (see `workflow::next_wait_seconds`).
+    pub const PROGRESS_CHECKED_MS: &str = "progress_checked_ms";
+    pub const PROGRESS_CHECKED_DONE: &str = "progress_checked_done";
+    pub const PROGRESS_WAIT_SECONDS: &str = "progress_wait_seconds";
     pub const STATUS: &str = "status";
     pub const CREATED_AT: &str = "created_at";
     pub const FILE_NAME: &str = "file_name";

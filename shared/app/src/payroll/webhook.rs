@@ -7,9 +7,17 @@
 //! or out-of-order status that would move the payment backwards changes nothing; an event
 //! for a payment we do not know is logged and acknowledged (200), so the provider does not
 //! disable the endpoint. Only a store outage answers 503, which the provider retries.
+//!
+//! A provider may also batch events: the body is then a JSON array of events (at most
+//! [`WEBHOOK_EVENTS_PER_DELIVERY_MAX`]), signed as a whole, and the answer lists an outcome
+//! per event. The events of one payment are applied in the order they came, different
+//! payments side by side. The delivery is acknowledged only when every event is applied or
+//! recognised; otherwise it answers 503 and the provider sends the whole array again, where
+//! the events already applied are recognised as duplicates.
 
 use axum::Json;
 use axum::Router;
+use axum::response::{IntoResponse, Response};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
@@ -27,8 +35,12 @@ use crate::http::ApiError;
 use crate::ports::provider::{EVENT_PAYMENT_UPDATED, REQUEST_BODY_BYTES_MAX, WebhookEvent};
 
 pub const WEBHOOK_PATH: &str = "/webhooks/provider";
-/// Largest webhook body accepted (the provider's own request limit).
-pub const WEBHOOK_BYTES_MAX: usize = REQUEST_BODY_BYTES_MAX;
+/// Most events in one batched delivery.
+pub const WEBHOOK_EVENTS_PER_DELIVERY_MAX: usize = 100;
+/// Largest webhook body accepted: a full batch of events of the provider's largest size.
+pub const WEBHOOK_BYTES_MAX: usize = 8 * REQUEST_BODY_BYTES_MAX;
+/// Payments of one batched delivery moved at once.
+pub const WEBHOOK_PAYMENTS_CONCURRENCY: usize = 16;
 
 /// The webhook's state: the flow's ports and the provider's signing secret (which no other
 /// payroll function holds).
@@ -54,6 +66,48 @@ pub struct WebhookAnswer {
     pub outcome: &'static str,
 }
 
+/// The answer to a batched delivery: one outcome per event, in the order they came.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WebhookBatchAnswer {
+    pub events: Vec<WebhookAnswer>,
+}
+
+/// A delivery's body: one event, or a batch of them.
+enum Delivery {
+    One(WebhookEvent),
+    Batch(Vec<WebhookEvent>),
+}
+
+fn parse_delivery(body: &[u8]) -> Result<Delivery, ApiError> {
+    let is_batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    if !is_batch {
+        return serde_json::from_slice(body)
+            .map(Delivery::One)
+            .map_err(|e| ApiError::bad_request("body", format!("not a provider event: {e}")));
+    }
+    let events: Vec<serde_json::Value> = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("body", format!("not a list of events: {e}")))?;
+    if events.is_empty() || events.len() > WEBHOOK_EVENTS_PER_DELIVERY_MAX {
+        return Err(ApiError::bad_request(
+            "body",
+            format!(
+                "{} events; a delivery carries 1 to {WEBHOOK_EVENTS_PER_DELIVERY_MAX}",
+                events.len()
+            ),
+        ));
+    }
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| {
+            serde_json::from_value(event).map_err(|e| {
+                ApiError::bad_request(format!("body[{i}]"), format!("not a provider event: {e}"))
+            })
+        })
+        .collect::<Result<_, _>>()
+        .map(Delivery::Batch)
+}
+
 async fn receive(
     State(WebhookState {
         payroll: state,
@@ -61,12 +115,10 @@ async fn receive(
     }): State<WebhookState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<WebhookAnswer>), ApiError> {
+) -> Result<Response, ApiError> {
     let body = body.map_err(|_| ApiError::bad_request("body", "body could not be read"))?;
     verify(&state, &secret, &headers, &body)?;
-    let event: WebhookEvent = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("body", format!("not a provider event: {e}")))?;
-    let outcome = handle_event(&state, &event).await.map_err(|e| match e {
+    let failed = |e: PayrollAppError| match e {
         PayrollAppError::Table(_) | PayrollAppError::NotReady(_) => {
             tracing::warn!(error = %e, "provider webhook not applied; the provider will retry");
             ApiError::unavailable("retry later")
@@ -75,14 +127,26 @@ async fn receive(
             tracing::error!(error = %e, "provider webhook failed");
             super::http::api_error(e)
         }
-    })?;
-    Ok((
-        StatusCode::OK,
-        Json(WebhookAnswer {
-            event_id: event.id.as_str().to_owned(),
-            outcome,
-        }),
-    ))
+    };
+    let answer = |event: &WebhookEvent, outcome| WebhookAnswer {
+        event_id: event.id.as_str().to_owned(),
+        outcome,
+    };
+    Ok(match parse_delivery(&body)? {
+        Delivery::One(event) => {
+            let outcome = handle_event(&state, &event).await.map_err(failed)?;
+            (StatusCode::OK, Json(answer(&event, outcome))).into_response()
+        }
+        Delivery::Batch(events) => {
+            let outcomes = handle_events(&state, &events).await.map_err(failed)?;
+            let events = events
+                .iter()
+                .zip(outcomes)
+                .map(|(event, outcome)| answer(event, outcome))
+                .collect();
+            (StatusCode::OK, Json(WebhookBatchAnswer { events })).into_response()
+        }
+    })
 }
 
 fn verify(
@@ -112,6 +176,50 @@ fn verify(
         tracing::warn!(reason = %e, "provider webhook signature rejected");
         ApiError::unauthorized(e.to_string())
     })
+}
+
+/// Applies the verified events of one delivery: each payment's events in the order they
+/// came, different payments side by side. The first error stops the delivery (the provider
+/// sends it again; what was applied is then recognised).
+pub async fn handle_events(
+    state: &Payroll,
+    events: &[WebhookEvent],
+) -> Result<Vec<&'static str>, PayrollAppError> {
+    use futures::StreamExt;
+    // Events grouped by the payment they name (an event naming none is a group of its own).
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut group_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, event) in events.iter().enumerate() {
+        match event.data.external_id.as_deref() {
+            Some(payment) => {
+                let g = *group_of.entry(payment).or_insert_with(|| {
+                    groups.push(Vec::new());
+                    groups.len() - 1
+                });
+                groups[g].push(i);
+            }
+            None => groups.push(vec![i]),
+        }
+    }
+    let applied: Vec<Result<Vec<(usize, &'static str)>, PayrollAppError>> =
+        futures::stream::iter(groups)
+            .map(|group| async move {
+                let mut outcomes = Vec::with_capacity(group.len());
+                for i in group {
+                    outcomes.push((i, handle_event(state, &events[i]).await?));
+                }
+                Ok(outcomes)
+            })
+            .buffer_unordered(WEBHOOK_PAYMENTS_CONCURRENCY)
+            .collect()
+            .await;
+    let mut outcomes = vec![""; events.len()];
+    for group in applied {
+        for (i, outcome) in group? {
+            outcomes[i] = outcome;
+        }
+    }
+    Ok(outcomes)
 }
 
 /// Applies one verified event. Public for tests and for replays by ops.

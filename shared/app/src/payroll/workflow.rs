@@ -116,11 +116,64 @@ pub async fn await_approval(
     })
 }
 
+/// The workflow's previous progress check, as stored on the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastCheck {
+    pub at_ms: i64,
+    pub done: u64,
+    pub wait_seconds: u64,
+}
+
+/// How long the workflow waits before checking again: half the time the payments left
+/// would take at the rate seen since the last check, at most twice the last wait (a slow
+/// start does not predict the rest), doubling while nothing moves, within
+/// [`POLL_SECONDS_MIN`]..=[`POLL_SECONDS_MAX`]. The first check waits the least. So the
+/// checks close in on the end instead of sleeping past it, and a long batch is still polled
+/// only a few dozen times.
+pub fn next_wait_seconds(left: u64, done: u64, last: Option<LastCheck>, now_ms: i64) -> u64 {
+    let Some(last) = last else {
+        return POLL_SECONDS_MIN;
+    };
+    let ceiling = last.wait_seconds.saturating_mul(2).max(POLL_SECONDS_MIN);
+    let moved = done.saturating_sub(last.done);
+    let elapsed_ms = u64::try_from(now_ms - last.at_ms).unwrap_or(0).max(1);
+    let wait = if moved == 0 {
+        ceiling
+    } else {
+        // left / (moved / elapsed) / 2, in seconds, rounded up.
+        let estimate_ms = u128::from(left) * u128::from(elapsed_ms) / u128::from(moved);
+        let half_s = estimate_ms.div_ceil(2_000);
+        u64::try_from(half_s).unwrap_or(u64::MAX).min(ceiling)
+    };
+    wait.clamp(POLL_SECONDS_MIN, POLL_SECONDS_MAX)
+}
+
+fn last_check_of(item: &crate::ports::Item) -> Option<LastCheck> {
+    let number = |name: &str| item.n(name).and_then(|n| i64::try_from(n).ok());
+    Some(LastCheck {
+        at_ms: number(attr::PROGRESS_CHECKED_MS)?,
+        done: u64::try_from(number(attr::PROGRESS_CHECKED_DONE)?).ok()?,
+        wait_seconds: u64::try_from(number(attr::PROGRESS_WAIT_SECONDS)?).ok()?,
+    })
+}
+
 async fn check_progress(p: &Payroll, batch_id: &str) -> Result<Value, PayrollAppError> {
     let progress = progress::read(p, batch_id).await?;
     let left = progress.payments.saturating_sub(progress.done);
-    // Ask again sooner when little is left; a large batch is not polled every second.
-    let wait = (left / 1000).clamp(POLL_SECONDS_MIN, POLL_SECONDS_MAX);
+    let batch = batches::load(p, batch_id).await?;
+    let now_ms = p.clock.now().timestamp_millis();
+    let wait = next_wait_seconds(left, progress.done, last_check_of(&batch), now_ms);
+    p.table
+        .update(
+            &layout::batch_key(batch_id),
+            vec![
+                UpdateAction::set(attr::PROGRESS_CHECKED_MS, now_ms),
+                UpdateAction::set(attr::PROGRESS_CHECKED_DONE, progress.done as i64),
+                UpdateAction::set(attr::PROGRESS_WAIT_SECONDS, wait as i64),
+            ],
+            Some(Condition::ItemExists),
+        )
+        .await?;
     Ok(json!({
         "batch_id": batch_id,
         "complete": progress.complete,
@@ -166,5 +219,59 @@ async fn expire(p: &Payroll, batch_id: &str) -> Result<Value, PayrollAppError> {
     match result {
         Ok(_) | Err(TableError::ConditionFailed) => Ok(json!({ "batch_id": batch_id })),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(at_ms: i64, done: u64, wait_seconds: u64) -> Option<LastCheck> {
+        Some(LastCheck {
+            at_ms,
+            done,
+            wait_seconds,
+        })
+    }
+
+    #[test]
+    fn the_first_check_waits_the_least() {
+        assert_eq!(next_wait_seconds(50_000, 0, None, 0), POLL_SECONDS_MIN);
+    }
+
+    #[test]
+    fn waits_half_the_remaining_time_at_the_observed_rate() {
+        // 2,000 done in 2 s: 1,000/s; 10,000 left take 10 s; half of that is 5 s.
+        let wait = next_wait_seconds(10_000, 3_000, check(0, 1_000, 8), 2_000);
+        assert_eq!(wait, 5);
+    }
+
+    #[test]
+    fn a_slow_start_does_not_make_the_next_wait_more_than_double() {
+        // 10 done in 1 s with 49,990 left would be hours; the wait only doubles.
+        assert_eq!(next_wait_seconds(49_990, 10, check(0, 0, 1), 1_000), 2);
+    }
+
+    #[test]
+    fn doubles_while_nothing_moves_up_to_the_longest_wait() {
+        assert_eq!(next_wait_seconds(500, 100, check(0, 100, 4), 4_000), 8);
+        assert_eq!(
+            next_wait_seconds(500, 100, check(0, 100, 50), 50_000),
+            POLL_SECONDS_MAX
+        );
+    }
+
+    #[test]
+    fn near_the_end_it_checks_again_soon() {
+        assert_eq!(
+            next_wait_seconds(10, 49_990, check(0, 40_000, 16), 16_000),
+            POLL_SECONDS_MIN
+        );
+    }
+
+    #[test]
+    fn a_clock_that_went_back_does_not_divide_by_zero() {
+        let wait = next_wait_seconds(1_000, 2_000, check(5_000, 1_000, 4), 1_000);
+        assert!((POLL_SECONDS_MIN..=POLL_SECONDS_MAX).contains(&wait));
     }
 }

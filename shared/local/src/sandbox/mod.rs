@@ -33,7 +33,8 @@ use tokio::sync::watch;
 use crate::client::HttpClient;
 pub use state::{Lifecycle, PPM, SandboxState};
 pub use webhooks::{
-    DeliveryStats, WEBHOOK_CONCURRENCY_DEFAULT, WEBHOOK_CONCURRENCY_MAX, WebhookOptions,
+    DeliveryStats, WEBHOOK_CONCURRENCY_DEFAULT, WEBHOOK_CONCURRENCY_MAX,
+    WEBHOOK_EVENTS_PER_DELIVERY_MAX, WebhookOptions,
 };
 
 /// The API key the sandbox accepts unless told another (never valid anywhere else).

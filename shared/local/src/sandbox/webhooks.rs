@@ -29,6 +29,11 @@ pub const WEBHOOK_CONCURRENCY_MAX: usize = 256;
 
 /// Deliveries in flight at once unless configured.
 pub const WEBHOOK_CONCURRENCY_DEFAULT: usize = 64;
+/// Most events batched into one delivery (the receiver's own limit).
+pub const WEBHOOK_EVENTS_PER_DELIVERY_MAX: usize =
+    payops_app::payroll::webhook::WEBHOOK_EVENTS_PER_DELIVERY_MAX;
+/// Largest body of a batched delivery (a single event is never split or refused).
+pub const WEBHOOK_BATCH_BYTES_MAX: usize = payops_app::payroll::webhook::WEBHOOK_BYTES_MAX;
 
 /// What the deliveries do besides delivering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +45,14 @@ pub struct WebhookOptions {
     pub reorder_window_ms: i64,
     /// Deliveries in flight at once.
     pub concurrency: usize,
+    /// Events sent together in one delivery, as a JSON array (1: each event alone, as an
+    /// object). Older state files have no such field: one event per delivery.
+    #[serde(default = "one")]
+    pub events_per_delivery: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Default for WebhookOptions {
@@ -48,6 +61,7 @@ impl Default for WebhookOptions {
             duplicate_ppm: 0,
             reorder_window_ms: 0,
             concurrency: WEBHOOK_CONCURRENCY_DEFAULT,
+            events_per_delivery: 1,
         }
     }
 }
@@ -192,17 +206,19 @@ pub async fn deliver_due(
         shuffle(&mut batch, &mut lock(rng));
     }
     let t = now.timestamp();
-    let results: Vec<(Delivery, bool)> = futures::stream::iter(batch)
-        .map(|d| async move {
-            let ok = send(client, target, t, &d.body).await;
-            (d, ok)
+    let chunks = into_chunks(batch, options.events_per_delivery);
+    let results: Vec<(Vec<Delivery>, bool)> = futures::stream::iter(chunks)
+        .map(|chunk| async move {
+            let ok = send(client, target, t, &chunk_body(&chunk)).await;
+            (chunk, ok)
         })
         .buffered(options.concurrency.max(1))
         .collect()
         .await;
     let mut delivered = 0;
     let mut outbox = lock(outbox);
-    for (d, ok) in results {
+    for d in results.into_iter().flat_map(|(chunk, ok)| chunk.into_iter().map(move |d| (d, ok))) {
+        let (d, ok) = d;
         if ok {
             delivered += 1;
             outbox.stats.delivered += 1;
@@ -219,6 +235,48 @@ pub async fn deliver_due(
         }
     }
     delivered
+}
+
+/// Consecutive deliveries grouped by at most `per_delivery` events and, for a group of more
+/// than one, [`WEBHOOK_BATCH_BYTES_MAX`] bytes.
+fn into_chunks(deliveries: Vec<Delivery>, per_delivery: usize) -> Vec<Vec<Delivery>> {
+    let per_delivery = per_delivery.clamp(1, WEBHOOK_EVENTS_PER_DELIVERY_MAX);
+    let mut chunks: Vec<Vec<Delivery>> = Vec::new();
+    let mut bytes = 0;
+    for d in deliveries {
+        let fits = chunks.last().is_some_and(|c| {
+            c.len() < per_delivery && bytes + d.body.len() + 2 <= WEBHOOK_BATCH_BYTES_MAX
+        });
+        if !fits {
+            chunks.push(Vec::with_capacity(per_delivery));
+            bytes = 2;
+        }
+        bytes += d.body.len() + 1;
+        // `chunks` is not empty: a chunk was pushed above if there was none.
+        if let Some(chunk) = chunks.last_mut() {
+            chunk.push(d);
+        }
+    }
+    chunks
+}
+
+/// One event as itself; several as a JSON array of them.
+fn chunk_body(chunk: &[Delivery]) -> std::borrow::Cow<'_, str> {
+    match chunk {
+        [one] => std::borrow::Cow::Borrowed(one.body.as_str()),
+        many => {
+            let mut body = String::with_capacity(many.iter().map(|d| d.body.len() + 1).sum::<usize>() + 1);
+            body.push('[');
+            for (i, d) in many.iter().enumerate() {
+                if i > 0 {
+                    body.push(',');
+                }
+                body.push_str(&d.body);
+            }
+            body.push(']');
+            std::borrow::Cow::Owned(body)
+        }
+    }
 }
 
 async fn send(client: &HttpClient, target: &Target, t: i64, body: &str) -> bool {
