@@ -58,6 +58,10 @@ pub struct PayrollE2eArgs {
     pub writes_per_min: u32,
     #[arg(long)]
     pub json: bool,
+    /// Provider events per webhook delivery (1: one event per `POST`, as most providers; up
+    /// to 100: JSON arrays of events, as providers that batch their notifications).
+    #[arg(long, default_value_t = 1)]
+    pub webhook_events_per_delivery: u16,
     /// Print a line per second to stderr: the sandbox's counters and the batch's counts by
     /// status, to see which stage bounds the run.
     #[arg(long)]
@@ -208,6 +212,9 @@ async fn run_once(
     provider.processing_after_ms = 0;
     provider.sent_after_ms = 0;
     provider.settled_after_ms = 0;
+    provider.webhook_events_per_delivery = args
+        .webhook_events_per_delivery
+        .clamp(1, crate::sandbox::WEBHOOK_EVENTS_PER_DELIVERY_MAX as u16);
     let running = runtime::start_with(
         &UpOptions {
             data_dir: dir.path().to_owned(),

@@ -18,8 +18,8 @@ use rust_decimal::prelude::ToPrimitive;
 use crate::env::DEV_WEBHOOK_SECRET;
 use crate::sandbox::{
     self, DEFAULT_SANDBOX_PORT, DEV_PROVIDER_API_KEY, Lifecycle, PPM, Sandbox, SandboxConfig,
-    SandboxError, WEBHOOK_CONCURRENCY_DEFAULT, WEBHOOK_CONCURRENCY_MAX, WEBHOOK_EVENTS_PER_DELIVERY_MAX,
-    WebhookOptions,
+    SandboxError, WEBHOOK_CONCURRENCY_DEFAULT, WEBHOOK_CONCURRENCY_MAX,
+    WEBHOOK_EVENTS_PER_DELIVERY_MAX, WebhookOptions,
 };
 
 /// The sandbox's API key variable (the client reads `PAYOPS_PROVIDER_API_KEY`).

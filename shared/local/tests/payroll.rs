@@ -618,6 +618,94 @@ async fn duplicate_reordered_unknown_and_unsigned_webhooks() {
     assert_eq!(report["difference_count"], 0, "{report}");
 }
 
+async fn webhook_batch(f: &Fixture, events: &[Value]) -> (StatusCode, Value) {
+    let body = serde_json::to_vec(events).unwrap();
+    let signature = sign(&body, f.clock.now());
+    call(
+        &f.webhooks,
+        Request::post(payroll::WEBHOOK_PATH)
+            .header(payops_core::webhook_signature::SIGNATURE_HEADER, signature)
+            .body(Body::from(body))
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_batch_of_events_is_applied_per_payment_in_order_and_a_redelivery_changes_nothing() {
+    let f = fixture();
+    let id = approved_and_sent(&f).await;
+    let payments = provider_payments(&f);
+    let (p, q) = (&payments[0], &payments[1]);
+    let event = |id: &str, payment: &Payment, status| {
+        serde_json::to_value(f.provider.report(id, payment, status, f.clock.now())).unwrap()
+    };
+    let mut stranger = p.clone();
+    stranger.external_id = Some("someone-else".into());
+    let events = vec![
+        event("evt_p1", p, Wire::Sent),
+        event("evt_q1", q, Wire::Settled),
+        event("evt_p2", p, Wire::Settled),
+        // Late for q: it is settled by the event before it in this batch.
+        event("evt_q2", q, Wire::Sent),
+        event("evt_x", &stranger, Wire::Settled),
+        // The same event twice in one delivery.
+        event("evt_p2", p, Wire::Settled),
+    ];
+    let (status, answer) = webhook_batch(&f, &events).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let outcomes: Vec<&str> = answer["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "applied",
+            "applied",
+            "applied",
+            "stale",
+            "unknown_payment",
+            "duplicate"
+        ]
+    );
+    // The provider sends the whole batch again: every event is recognised, nothing moves.
+    let (status, again) = webhook_batch(&f, &events).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        again["events"].as_array().unwrap().iter().all(|e| [
+            "duplicate",
+            "stale",
+            "unknown_payment"
+        ]
+        .contains(&e["outcome"].as_str().unwrap())),
+        "{again}"
+    );
+    let (_, shown) = get(&f, &format!("/payroll/batches/{id}")).await;
+    assert_eq!(shown["progress"]["counts"]["settled"], 2, "{shown}");
+    let report = check(&f).await;
+    assert_eq!(report["difference_count"], 0, "{report}");
+
+    // An empty or oversized batch, or one with a bad element, is refused whole, naming it.
+    let (status, _) = webhook_batch(&f, &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let too_many = vec![
+        event("evt_many", p, Wire::Settled);
+        payroll::webhook::WEBHOOK_EVENTS_PER_DELIVERY_MAX + 1
+    ];
+    let (status, _) = webhook_batch(&f, &too_many).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, refused) = webhook_batch(
+        &f,
+        &[event("evt_ok", q, Wire::Settled), json!({"id": "evt_bad"})],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(refused["field"], "body[1]", "{refused}");
+}
+
 #[tokio::test]
 async fn a_poison_message_reaches_the_dead_letter_queue_and_can_be_redriven() {
     let f = fixture();

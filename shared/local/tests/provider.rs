@@ -757,6 +757,54 @@ async fn webhooks_can_be_duplicated_and_reordered() {
 }
 
 #[tokio::test]
+async fn webhooks_can_be_batched_into_signed_arrays_of_events() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let receiver = Receiver::default();
+        let (url, stop, server) = start_receiver(receiver.clone()).await;
+        let mut c = config();
+        c.webhooks.concurrency = 1;
+        c.webhooks.events_per_delivery = 4;
+        c.webhook_url = Some(url);
+        let f = Fixture::start(c).await;
+        let (src, dst) = accounts(&f.http).await;
+        for i in 0..5 {
+            f.http
+                .create_payment(payment(&format!("batched-{i}"), &src, &dst, 100))
+                .await
+                .unwrap();
+        }
+        f.advance_ms(1_000);
+        assert_eq!(f.sandbox().tick(), 15);
+        // 15 events, every one counted as delivered, in deliveries of at most 4.
+        assert_eq!(f.sandbox().deliver_due().await, 15);
+        let deliveries = receiver.received.lock().unwrap().clone();
+        assert_eq!(deliveries.len(), 4, "15 events in arrays of 4, 4, 4 and 3");
+        let mut events = Vec::new();
+        for (signature, body) in &deliveries {
+            webhook_signature::verify(
+                SECRET.as_bytes(),
+                signature.as_deref(),
+                body,
+                f.clock.now().timestamp(),
+                webhook_signature::TOLERANCE_SECONDS,
+            )
+            .unwrap();
+            let batch: Vec<WebhookEvent> = serde_json::from_slice(body).unwrap();
+            assert!((3..=4).contains(&batch.len()));
+            events.extend(batch);
+        }
+        let ids: std::collections::BTreeSet<_> = events.iter().map(|e| e.id.clone()).collect();
+        assert_eq!(ids.len(), 15, "each event once");
+        assert!(f.sandbox().outbox_is_empty());
+        f.stop().await;
+        let _ = stop.send(());
+        server.await.unwrap();
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
 async fn pagination_walks_every_payment_once_in_creation_order() {
     tokio::time::timeout(TEST_TIMEOUT, async {
         let f = Fixture::start(config()).await;

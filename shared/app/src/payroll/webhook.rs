@@ -17,11 +17,11 @@
 
 use axum::Json;
 use axum::Router;
-use axum::response::{IntoResponse, Response};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use payops_core::Secret;
 use payops_core::payroll::PaymentStatus;
@@ -74,7 +74,7 @@ pub struct WebhookBatchAnswer {
 
 /// A delivery's body: one event, or a batch of them.
 enum Delivery {
-    One(WebhookEvent),
+    One(Box<WebhookEvent>),
     Batch(Vec<WebhookEvent>),
 }
 
@@ -82,7 +82,7 @@ fn parse_delivery(body: &[u8]) -> Result<Delivery, ApiError> {
     let is_batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
     if !is_batch {
         return serde_json::from_slice(body)
-            .map(Delivery::One)
+            .map(|event| Delivery::One(Box::new(event)))
             .map_err(|e| ApiError::bad_request("body", format!("not a provider event: {e}")));
     }
     let events: Vec<serde_json::Value> = serde_json::from_slice(body)

@@ -217,7 +217,10 @@ pub async fn deliver_due(
         .await;
     let mut delivered = 0;
     let mut outbox = lock(outbox);
-    for d in results.into_iter().flat_map(|(chunk, ok)| chunk.into_iter().map(move |d| (d, ok))) {
+    for d in results
+        .into_iter()
+        .flat_map(|(chunk, ok)| chunk.into_iter().map(move |d| (d, ok)))
+    {
         let (d, ok) = d;
         if ok {
             delivered += 1;
@@ -265,7 +268,8 @@ fn chunk_body(chunk: &[Delivery]) -> std::borrow::Cow<'_, str> {
     match chunk {
         [one] => std::borrow::Cow::Borrowed(one.body.as_str()),
         many => {
-            let mut body = String::with_capacity(many.iter().map(|d| d.body.len() + 1).sum::<usize>() + 1);
+            let mut body =
+                String::with_capacity(many.iter().map(|d| d.body.len() + 1).sum::<usize>() + 1);
             body.push('[');
             for (i, d) in many.iter().enumerate() {
                 if i > 0 {
