@@ -27,7 +27,9 @@ async fn a_dropped_file_completes_across_a_kill_9() {
     let mut server = Server::start(dir.path());
     let client = HttpClient::default();
 
-    let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+    // The server judges due dates against its own (real) today, so the file is generated
+    // for that day: a fixed date made the defects that depend on it expire with time.
+    let today = payops_core::debts::bureau_today(chrono::Utc::now());
     let options = GenerateOptions {
         lines: LINES,
         seed: 9,
