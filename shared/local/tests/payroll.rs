@@ -188,7 +188,11 @@ async fn webhook(
     status: Wire,
 ) -> (StatusCode, Value) {
     let event = f.provider.report(event_id, payment, status, f.clock.now());
-    let body = serde_json::to_vec(&event).unwrap();
+    post_signed(f, serde_json::to_vec(&event).unwrap()).await
+}
+
+/// A webhook delivery of `body`, signed now.
+async fn post_signed(f: &Fixture, body: Vec<u8>) -> (StatusCode, Value) {
     let signature = sign(&body, f.clock.now());
     call(
         &f.webhooks,
@@ -619,16 +623,7 @@ async fn duplicate_reordered_unknown_and_unsigned_webhooks() {
 }
 
 async fn webhook_batch(f: &Fixture, events: &[Value]) -> (StatusCode, Value) {
-    let body = serde_json::to_vec(events).unwrap();
-    let signature = sign(&body, f.clock.now());
-    call(
-        &f.webhooks,
-        Request::post(payroll::WEBHOOK_PATH)
-            .header(payops_core::webhook_signature::SIGNATURE_HEADER, signature)
-            .body(Body::from(body))
-            .unwrap(),
-    )
-    .await
+    post_signed(f, serde_json::to_vec(events).unwrap()).await
 }
 
 #[tokio::test]

@@ -85,8 +85,10 @@ fn parse_delivery(body: &[u8]) -> Result<Delivery, ApiError> {
             .map(|event| Delivery::One(Box::new(event)))
             .map_err(|e| ApiError::bad_request("body", format!("not a provider event: {e}")));
     }
-    let events: Vec<serde_json::Value> = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("body", format!("not a list of events: {e}")))?;
+    let events: Vec<WebhookEvent> = match serde_json::from_slice(body) {
+        Ok(events) => events,
+        Err(e) => return Err(bad_batch(body, e)),
+    };
     if events.is_empty() || events.len() > WEBHOOK_EVENTS_PER_DELIVERY_MAX {
         return Err(ApiError::bad_request(
             "body",
@@ -96,16 +98,24 @@ fn parse_delivery(body: &[u8]) -> Result<Delivery, ApiError> {
             ),
         ));
     }
-    events
-        .into_iter()
-        .enumerate()
-        .map(|(i, event)| {
-            serde_json::from_value(event).map_err(|e| {
-                ApiError::bad_request(format!("body[{i}]"), format!("not a provider event: {e}"))
-            })
-        })
-        .collect::<Result<_, _>>()
-        .map(Delivery::Batch)
+    Ok(Delivery::Batch(events))
+}
+
+/// Names the element of a refused batch that is not an event (read again, only on this
+/// error path, as plain JSON values).
+fn bad_batch(body: &[u8], e: serde_json::Error) -> ApiError {
+    let Ok(values) = serde_json::from_slice::<Vec<serde_json::Value>>(body) else {
+        return ApiError::bad_request("body", format!("not a list of events: {e}"));
+    };
+    for (i, value) in values.into_iter().enumerate() {
+        if let Err(e) = serde_json::from_value::<WebhookEvent>(value) {
+            return ApiError::bad_request(
+                format!("body[{i}]"),
+                format!("not a provider event: {e}"),
+            );
+        }
+    }
+    ApiError::bad_request("body", format!("not a list of events: {e}"))
 }
 
 async fn receive(
