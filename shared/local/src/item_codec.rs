@@ -22,11 +22,11 @@ use serde::{Deserializer, Serialize, Serializer};
 /// so a stored item always reads back, and a corrupt one cannot exhaust the stack).
 pub const READ_NESTING_MAX: usize = 40;
 
-/// The item as DynamoDB JSON text.
-pub fn to_text(item: &Item) -> String {
-    // Serialising into a String cannot fail: every key is a string and no value's
-    // `Serialize` reports an error.
-    serde_json::to_string(&Attributes(&item.0)).unwrap_or_default()
+/// The item as DynamoDB JSON text. (Every key is a string and no value's `Serialize`
+/// reports an error, so this should not fail; if it ever does, the write fails with it
+/// rather than storing an empty item.)
+pub fn to_text(item: &Item) -> Result<String, serde_json::Error> {
+    serde_json::to_string(&Attributes(&item.0))
 }
 
 /// Reads an item written by [`to_text`] (or by the earlier `serde_json::Value` encoder).
@@ -262,7 +262,7 @@ mod tests {
             attributes in proptest::collection::btree_map("[a-zA-Z_#\"é]{1,8}", value(), 0..8)
         ) {
             let item = Item(attributes);
-            let text = to_text(&item);
+            let text = to_text(&item).expect("encodes");
             prop_assert_eq!(&text, &reference_text(&item));
             let back = from_text(&text).expect("reads back");
             prop_assert_eq!(back, item);

@@ -971,7 +971,8 @@ impl CursorPos {
 
 /// Encodes an item as DynamoDB JSON; fails when it is over ITEM_BYTES_MAX.
 pub fn encode_item(item: &Item) -> Result<String, TableError> {
-    let text = crate::item_codec::to_text(item);
+    let text = crate::item_codec::to_text(item)
+        .map_err(|e| invalid(format!("item not encodable: {e}")))?;
     if text.len() > ITEM_BYTES_MAX {
         return Err(invalid(format!(
             "item is {} bytes, at most {ITEM_BYTES_MAX}",
