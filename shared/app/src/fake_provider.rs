@@ -91,17 +91,22 @@ impl FakeProvider {
         all
     }
 
-    /// Changes the provider's record of a payment as the provider would (no webhook sent).
-    /// False when it has no such payment.
-    pub fn set_status(&self, id: &PaymentId, status: PaymentStatus) -> bool {
-        self.with_payment(id, |p| p.status = status)
+    /// Changes the provider's record of a payment at `at` as the provider would (no webhook
+    /// sent). False when it has no such payment.
+    pub fn set_status(&self, id: &PaymentId, status: PaymentStatus, at: DateTime<Utc>) -> bool {
+        self.with_payment(id, |p| {
+            p.status = status;
+            p.updated_at = at;
+        })
     }
 
-    /// The provider's own record moves as it reports (forward only, as the real one does).
-    pub fn advance(&self, id: &PaymentId, status: PaymentStatus) {
+    /// The provider's own record moves as it reports, at `at` (forward only, as the real one
+    /// does).
+    pub fn advance(&self, id: &PaymentId, status: PaymentStatus, at: DateTime<Utc>) {
         self.with_payment(id, |p| {
             if status.rank() > p.status.rank() {
                 p.status = status;
+                p.updated_at = at;
             }
         });
     }
@@ -115,7 +120,7 @@ impl FakeProvider {
         status: PaymentStatus,
         at: DateTime<Utc>,
     ) -> WebhookEvent {
-        self.advance(&payment.id, status);
+        self.advance(&payment.id, status, at);
         let mut data = payment.clone();
         data.status = status;
         WebhookEvent {

@@ -856,7 +856,7 @@ async fn the_nightly_check_reconciles_with_the_provider_and_reports_go_to_s3() {
             "applied"
         );
     }
-    e.provider.advance(&sent[0].id, Wire::Settled);
+    e.provider.advance(&sent[0].id, Wire::Settled, start());
     // And the provider has a payment nobody here made.
     let stranger = e.provider.add_foreign(&sent[1], Some("not-ours".into()));
     let tasks = WorkflowTasks::new(e.payroll.clone());

@@ -19,7 +19,10 @@ use payops_app::payroll::{
     self, AccountsWorker, ConsistencyCheck, Disbursement, PaymentsWorker, Payroll, layout,
 };
 use payops_app::ports::provider::{Payment, PaymentStatus as Wire};
-use payops_app::ports::{Clock, ManualClock, Queue};
+use payops_app::ports::{
+    Clock, Condition, Item, Key, ManualClock, Page, Query, Queue, Table, TableError, TableSpec,
+    UpdateAction, Write,
+};
 use payops_core::payroll::ledger;
 use payops_local::runtime::System;
 use payops_local::runtime::poller::sqs_event;
@@ -210,11 +213,16 @@ fn provider_payments(f: &Fixture) -> Vec<Payment> {
     v
 }
 
+/// The nightly check, as scheduled: at 04:00 the next morning.
 async fn check(f: &Fixture) -> Value {
+    check_at(f, "2026-11-23T04:00:00Z".parse().unwrap()).await
+}
+
+async fn check_at(f: &Fixture, at: DateTime<Utc>) -> Value {
     let event: aws_lambda_events::event::eventbridge::EventBridgeEvent<Value> =
         serde_json::from_value(json!({
             "version": "0", "id": "1", "detail-type": "Scheduled Event", "source": "aws.events",
-            "account": "000000000000", "time": "2026-11-23T04:00:00Z", "region": "local",
+            "account": "000000000000", "time": at, "region": "local",
             "resources": [], "detail": {}
         }))
         .unwrap();
@@ -871,14 +879,15 @@ async fn the_check_pages_through_the_provider_and_applies_only_forward_moves_it_
         &other_amount.id,
         other_amount.amount.amount() + Decimal::ONE,
     );
+    let now = f.clock.now();
     // A settlement whose webhook was lost: the provider says settled, we say processing.
-    f.provider.set_status(&lost.id, Wire::Settled);
+    f.provider.set_status(&lost.id, Wire::Settled, now);
     // We were told settled; the provider now says failed: beside, never applied.
     webhook(&f, "evt_l", lateral, Wire::Settled).await;
-    f.provider.set_status(&lateral.id, Wire::Failed);
+    f.provider.set_status(&lateral.id, Wire::Failed, now);
     // Settled here, reversed at the provider without a webhook: forward, applied.
     webhook(&f, "evt_r", reversed, Wire::Settled).await;
-    f.provider.set_status(&reversed.id, Wire::Reversed);
+    f.provider.set_status(&reversed.id, Wire::Reversed, now);
     // The provider lost one we sent; has a second payment for another; and two of no one's.
     f.provider.forget(&gone.id);
     let second = f.provider.add_foreign(twice, twice.external_id.clone());
@@ -887,7 +896,30 @@ async fn the_check_pages_through_the_provider_and_applies_only_forward_moves_it_
         .provider
         .add_foreign(twice, Some(layout::payment_id(&id, 99_999)));
 
-    let report = check(&f).await;
+    // Minutes after the provider moved them, their webhooks may still be on the way: the
+    // forward moves are in flight, neither applied nor reported; the rest is reported.
+    let grace = Duration::minutes(payroll::check::provider::WEBHOOK_GRACE_MINUTES);
+    let early = check_at(&f, now + grace - Duration::seconds(1)).await;
+    assert_eq!(early["provider_in_flight"], 2, "{early}");
+    assert_eq!(early["corrections_applied"], 0, "{early}");
+    assert_eq!(
+        kinds(&early),
+        [
+            "provider_amount",
+            "provider_duplicate",
+            "provider_missing",
+            "provider_status",
+            "provider_unknown",
+            "provider_unknown",
+        ],
+        "{early}"
+    );
+    assert_eq!(status_of(&f, lost).await, Ours::Processing);
+    assert_eq!(status_of(&f, reversed).await, Ours::Settled);
+
+    // Past the grace, they are lost webhooks.
+    let report = check_at(&f, now + grace).await;
+    assert_eq!(report["provider_in_flight"], 0, "{report}");
     assert_eq!(
         kinds(&report),
         [
@@ -1010,14 +1042,140 @@ async fn a_payment_created_but_never_recorded_is_recorded_by_the_check_and_not_s
     assert_eq!(report["difference_count"], 0, "{report}");
 }
 
+/// A table through which a webhook's move lands each time the check starts reading a
+/// batch's ledger: between its read of the payments and its read of the aggregates.
+struct SettlingTable {
+    inner: Arc<dyn Table>,
+    payroll: Payroll,
+    provider: Arc<FakeProvider>,
+    batch_id: String,
+    /// The provider's payments still to settle, one per ledger read.
+    to_settle: std::sync::Mutex<Vec<Payment>>,
+}
+
+#[async_trait::async_trait]
+impl Table for SettlingTable {
+    fn spec(&self) -> &TableSpec {
+        self.inner.spec()
+    }
+    async fn get(&self, key: &Key) -> Result<Option<Item>, TableError> {
+        self.inner.get(key).await
+    }
+    async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), TableError> {
+        self.inner.put(item, condition).await
+    }
+    async fn update(
+        &self,
+        key: &Key,
+        actions: Vec<UpdateAction>,
+        condition: Option<Condition>,
+    ) -> Result<Item, TableError> {
+        self.inner.update(key, actions, condition).await
+    }
+    async fn delete(
+        &self,
+        key: &Key,
+        condition: Option<Condition>,
+    ) -> Result<Option<Item>, TableError> {
+        self.inner.delete(key, condition).await
+    }
+    async fn query(&self, query: Query) -> Result<Page, TableError> {
+        let ledger_starts =
+            query.partition == layout::ledger_partition(&self.batch_id) && query.cursor.is_none();
+        let next = ledger_starts
+            .then(|| self.to_settle.lock().unwrap().pop())
+            .flatten();
+        if let Some(payment) = next {
+            let (batch, row) =
+                layout::parse_payment_id(payment.external_id.as_deref().unwrap()).unwrap();
+            self.provider
+                .advance(&payment.id, Wire::Settled, self.payroll.clock.now());
+            let details = payroll::transitions::MoveDetails::default();
+            let moved = payroll::transitions::apply(
+                &self.payroll,
+                batch,
+                row,
+                payops_core::payroll::PaymentStatus::Settled,
+                &details,
+            )
+            .await
+            .unwrap();
+            assert!(
+                matches!(moved, payroll::transitions::MoveOutcome::Applied { .. }),
+                "{moved:?}"
+            );
+        }
+        self.inner.query(query).await
+    }
+    async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError> {
+        self.inner.transact(writes).await
+    }
+    async fn batch_get(&self, keys: &[Key]) -> Result<Vec<Item>, TableError> {
+        self.inner.batch_get(keys).await
+    }
+}
+
+/// The check of a batch whose webhooks keep landing while it reads: the provider settles
+/// `settling`, one payment after each read of the payments.
+async fn check_while_settling(f: &Fixture, id: &str, mut settling: Vec<Payment>) -> Value {
+    settling.reverse();
+    let table = SettlingTable {
+        inner: f.payroll.table.clone(),
+        payroll: f.payroll.clone(),
+        provider: f.provider.clone(),
+        batch_id: id.to_owned(),
+        to_settle: std::sync::Mutex::new(settling),
+    };
+    let payroll = Payroll {
+        table: Arc::new(table),
+        ..f.payroll.clone()
+    };
+    let at = f.clock.now() + Duration::minutes(1);
+    payroll::check::run(&payroll, Some(f.provider.as_ref()), at)
+        .await
+        .map(|r| serde_json::to_value(r).unwrap())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn webhooks_landing_while_the_check_reads_a_batch_are_not_differences() {
+    let f = fixture();
+    let id = approved_and_sent(&f).await;
+    let sent = f.provider.in_creation_order();
+    // One move between the reads: the check reads the batch again and finds it still.
+    let report = check_while_settling(&f, &id, sent[..1].to_vec()).await;
+    assert_eq!(report["differences"], json!([]), "{report}");
+    assert_eq!(report["batches_moving"], 0, "{report}");
+    assert_eq!(report["batches_checked"], 1, "{report}");
+
+    // A move after every read: it gives up on the comparisons and says so, reporting nothing.
+    let attempts = payroll::check::STILL_READ_ATTEMPTS_MAX;
+    let report = check_while_settling(&f, &id, sent[1..=attempts].to_vec()).await;
+    assert_eq!(report["differences"], json!([]), "{report}");
+    assert_eq!(report["batches_moving"], 1, "{report}");
+
+    // Once it is still, every move made meanwhile is in the comparisons, and they agree.
+    let report = check(&f).await;
+    assert_eq!(report["difference_count"], 0, "{report}");
+    assert_eq!(report["batches_moving"], 0, "{report}");
+    let (_, shown) = get(&f, &format!("/payroll/batches/{id}")).await;
+    assert_eq!(
+        shown["progress"]["counts"]["settled"],
+        1 + attempts,
+        "{shown}"
+    );
+}
+
 #[tokio::test]
 async fn a_provider_outage_mid_listing_is_reported_and_the_rest_is_looked_up() {
     let f = fixture();
     approved_and_sent(&f).await;
     let sent = f.provider.in_creation_order();
     // Settled at the provider with lost webhooks: one inside the first page, one beyond it.
-    f.provider.set_status(&sent[10].id, Wire::Settled);
-    f.provider.set_status(&sent[300].id, Wire::Settled);
+    f.provider
+        .set_status(&sent[10].id, Wire::Settled, f.clock.now());
+    f.provider
+        .set_status(&sent[300].id, Wire::Settled, f.clock.now());
     // The provider serves one page, then fails.
     *f.provider.listing_fails_after.lock().unwrap() = Some(1);
     let report = check(&f).await;

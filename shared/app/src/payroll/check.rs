@@ -39,6 +39,9 @@ pub const BATCHES_CHECKED_MAX: usize = 200;
 pub const DIFFERENCES_LISTED_MAX: usize = 100;
 /// Pages of ledger read per batch at most.
 const LEDGER_PAGES_MAX: usize = 2000;
+/// Reads of a batch's payments and ledger per run at most while its aggregates keep moving
+/// (a batch whose webhooks are still arriving; see [`check_batch`]).
+pub const STILL_READ_ATTEMPTS_MAX: usize = 3;
 pub const CHECKS_PREFIX: &str = "payroll/checks/";
 
 pub struct ConsistencyCheck {
@@ -84,6 +87,13 @@ pub struct CheckReport {
     pub provider_unchecked: u64,
     /// Forward status moves applied from the provider's record.
     pub corrections_applied: u64,
+    /// Payments the provider moved ahead of us so recently that the webhook saying so may
+    /// still be on its way (see `provider::WEBHOOK_GRACE_MINUTES`): neither corrected nor
+    /// reported; the next run compares them again.
+    pub provider_in_flight: u64,
+    /// Batches that kept moving while they were read ([`STILL_READ_ATTEMPTS_MAX`] times):
+    /// their aggregates and ledger were not compared this run.
+    pub batches_moving: u64,
     pub differences: Vec<Difference>,
 }
 
@@ -101,6 +111,14 @@ async fn read_payments(
 
 /// Checks one batch; `now` decides which `UNPROCESSED` payments are stuck. With the
 /// provider's listing, reconciles first (a correction is then seen by the comparisons).
+///
+/// The comparisons need the batch still: payments, ledger and aggregates are read one after
+/// the other (by pages, with no snapshot across them), and a webhook applied in between
+/// would look like a difference. So the aggregates are read before the payments and again
+/// after the ledger: every move changes its source's and branch's aggregates, and moves only
+/// go forward (so they never cancel out), hence two equal reads mean nothing moved in
+/// between. When they differ the batch is read again, at most [`STILL_READ_ATTEMPTS_MAX`]
+/// times; a batch still moving then is counted in `batches_moving` and compared next run.
 pub async fn check_batch(
     p: &Payroll,
     listing: Option<&mut provider::Listing<'_>>,
@@ -108,19 +126,39 @@ pub async fn check_batch(
     now: DateTime<Utc>,
     report: &mut CheckReport,
 ) -> Result<(), PayrollAppError> {
+    let mut before = aggregates(p, batch_id).await?;
     let (mut items, mut payments) = read_payments(p, batch_id).await?;
     if let Some(listing) = listing {
-        let corrected = provider::reconcile_batch(p, listing, batch_id, &payments, report).await?;
+        let corrected =
+            provider::reconcile_batch(p, listing, batch_id, &payments, now, report).await?;
         report.corrections_applied += corrected;
         if corrected > 0 {
+            before = aggregates(p, batch_id).await?;
             (items, payments) = read_payments(p, batch_id).await?;
         }
     }
     report.batches_checked += 1;
     report.payments_checked += payments.len() as u64;
-    compare_aggregates(p, batch_id, &payments, report).await?;
-    let txs = ledger_of(p, batch_id).await?;
-    compare_ledger(batch_id, &payments, &txs, report);
+    for attempt in 1..=STILL_READ_ATTEMPTS_MAX {
+        let txs = ledger_of(p, batch_id).await?;
+        let after = aggregates(p, batch_id).await?;
+        if after == before {
+            compare_aggregates(batch_id, &payments, &after, report);
+            compare_ledger(batch_id, &payments, &txs, report);
+            break;
+        }
+        if attempt == STILL_READ_ATTEMPTS_MAX {
+            tracing::warn!(
+                batch_id,
+                attempts = attempt,
+                "payroll batch kept moving while it was read; aggregates and ledger not compared"
+            );
+            report.batches_moving += 1;
+            break;
+        }
+        before = after;
+        (items, payments) = read_payments(p, batch_id).await?;
+    }
     // Stuck payments: send their employees back through provisioning, which enqueues them.
     let stuck_before = now - Duration::minutes(STUCK_AFTER_MINUTES);
     let mut stuck_employees = BTreeSet::new();
@@ -141,13 +179,27 @@ pub async fn check_batch(
     Ok(())
 }
 
-/// Recomputes each aggregate from the payments and compares.
-async fn compare_aggregates(
+/// The batch's stored per-source and per-branch aggregates, by name (`SRC#…`, `BR#…`).
+async fn aggregates(
     p: &Payroll,
     batch_id: &str,
+) -> Result<BTreeMap<String, GroupProgress>, PayrollAppError> {
+    let mut stored = BTreeMap::new();
+    for prefix in [SOURCE_PREFIX, BRANCH_PREFIX] {
+        for g in progress::groups(p, batch_id, prefix).await? {
+            stored.insert(format!("{prefix}{}", g.id), g);
+        }
+    }
+    Ok(stored)
+}
+
+/// Recomputes each aggregate from the payments and compares it with the stored one.
+pub fn compare_aggregates(
+    batch_id: &str,
     payments: &[PaymentRecord],
+    stored: &BTreeMap<String, GroupProgress>,
     report: &mut CheckReport,
-) -> Result<(), PayrollAppError> {
+) {
     let mut expected: BTreeMap<String, GroupProgress> = BTreeMap::new();
     for pay in payments {
         for (prefix, id) in [
@@ -159,12 +211,6 @@ async fn compare_aggregates(
             g.owed_total += pay.amount;
             *g.counts.entry(pay.status.lower().to_owned()).or_default() += 1;
             *g.amounts.entry(pay.status.lower().to_owned()).or_default() += pay.amount;
-        }
-    }
-    let mut stored: BTreeMap<String, GroupProgress> = BTreeMap::new();
-    for prefix in [SOURCE_PREFIX, BRANCH_PREFIX] {
-        for g in progress::groups(p, batch_id, prefix).await? {
-            stored.insert(format!("{prefix}{}", g.id), g);
         }
     }
     let names: BTreeSet<&String> = expected.keys().chain(stored.keys()).collect();
@@ -198,7 +244,6 @@ async fn compare_aggregates(
             });
         }
     }
-    Ok(())
 }
 
 async fn ledger_of(p: &Payroll, batch_id: &str) -> Result<Vec<LedgerTransaction>, PayrollAppError> {
@@ -384,6 +429,8 @@ pub async fn run(
             batches = report.batches_checked,
             differences = report.differences.len(),
             corrections = report.corrections_applied,
+            in_flight = report.provider_in_flight,
+            moving = report.batches_moving,
             kinds = ?by_kind,
             report = key,
             "payroll consistency check found differences"
@@ -411,6 +458,8 @@ impl EventHandler for ConsistencyCheck {
             "provider_listing_complete": report.provider_listing_complete,
             "provider_unchecked": report.provider_unchecked,
             "corrections_applied": report.corrections_applied,
+            "provider_in_flight": report.provider_in_flight,
+            "batches_moving": report.batches_moving,
             "difference_count": total,
             "differences": report.differences,
         }))

@@ -28,6 +28,13 @@
 //! - `provider_unavailable`: the listing failed (after the client's retries): the rest of the
 //!   check still runs; `provider_unchecked`: payments a limit left uncompared, by count.
 //!
+//! **In flight.** A provider status ahead of ours that the provider reached less than
+//! [`WEBHOOK_GRACE_MINUTES`] ago (its `updated_at`) is not a lost webhook yet: the webhook
+//! saying so may be queued at the provider or between its retries, and a check that ran while
+//! a batch settles would otherwise "correct" hundreds of payments that were about to arrive.
+//! Such a payment is counted in `provider_in_flight`, neither moved nor reported, and
+//! compared again by the next run.
+//!
 //! A status that looks ahead of the provider's, and a sent payment absent from the listing,
 //! may only be the listing's age (it is read before our records): each is confirmed with one
 //! `GET /v1/payments/{id}` (at most [`PROVIDER_LOOKUPS_MAX`] per run) before it is reported.
@@ -44,6 +51,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use chrono::{DateTime, Duration, Utc};
 use payops_core::payroll::PaymentStatus;
 
 use super::{CheckReport, Difference};
@@ -68,6 +76,9 @@ pub const PROVIDER_PAGES_MAX: usize = 2000;
 pub const PROVIDER_LOOKUPS_MAX: usize = 1000;
 /// Distinct batches outside the check whose existence is looked up per run at most.
 pub const FOREIGN_BATCHES_MAX: usize = 1000;
+/// How long after the provider moved a payment its webhook may still be on the way: within
+/// it, a provider status ahead of ours is in flight, not a lost webhook.
+pub const WEBHOOK_GRACE_MINUTES: i64 = 30;
 /// The `batch_id` of a difference that concerns no batch of ours.
 pub const NO_BATCH: &str = "*";
 
@@ -300,8 +311,10 @@ pub async fn reconcile_batch(
     listing: &mut Listing<'_>,
     batch_id: &str,
     payments: &[PaymentRecord],
+    now: DateTime<Utc>,
     report: &mut CheckReport,
 ) -> Result<u64, PayrollAppError> {
+    let grace_from = now - Duration::minutes(WEBHOOK_GRACE_MINUTES);
     let mut theirs_by_id = listing.by_batch.remove(batch_id).unwrap_or_default();
     let mut corrections = 0;
     let mut unchecked = 0u64;
@@ -322,7 +335,7 @@ pub async fn reconcile_batch(
                 }
             }
         }
-        corrections += compare(p, listing, pay, theirs, report).await;
+        corrections += compare(p, listing, pay, theirs, grace_from, report).await;
     }
     let mut leftovers: Vec<Payment> = theirs_by_id.into_values().flatten().collect();
     leftovers.sort_by(|a, b| a.external_id.cmp(&b.external_id));
@@ -400,12 +413,13 @@ async fn get(listing: &mut Listing<'_>, id: &str) -> Option<Result<Payment, Prov
 }
 
 /// Compares our payment with the provider's payment(s) for it. Returns 1 when a correction
-/// was applied.
+/// was applied. A forward move the provider made after `grace_from` is in flight.
 async fn compare(
     p: &Payroll,
     listing: &mut Listing<'_>,
     pay: &PaymentRecord,
     mut theirs: Vec<Payment>,
+    grace_from: DateTime<Utc>,
     report: &mut CheckReport,
 ) -> u64 {
     let push = |report: &mut CheckReport, kind, detail| {
@@ -498,6 +512,10 @@ async fn compare(
                 pay.status, their.status, their.id, pay.payment_id
             ),
         );
+        return 0;
+    }
+    if their.updated_at > grace_from {
+        report.provider_in_flight += 1;
         return 0;
     }
     correct(p, pay, &their, provider_status, report).await
