@@ -92,6 +92,11 @@ pub struct RunFigures {
     pub total_ms: u64,
     /// Whole payments per second over `total_ms`.
     pub payments_per_second: u64,
+    /// CPU the whole process (server, sandbox and this client) used over `total_ms`, in ms
+    /// (from /proc; 0 where it cannot be read).
+    pub cpu_ms: u64,
+    /// What the sandbox saw: replays, 429s, webhook deliveries and their failed attempts.
+    pub provider: Option<crate::sandbox::SandboxStats>,
     /// Throttled runs only: how the rates the sandbox saw compared with the allowed ones.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub throttle: Option<ThrottleFigures>,
@@ -226,6 +231,7 @@ async fn run_once(
     .await?;
     let base = running.base_url();
     let client = HttpClient::default();
+    let cpu_at_start = own_cpu_seconds();
     let started = Instant::now();
     let up = client
         .request(
@@ -315,6 +321,8 @@ async fn run_once(
         tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
     }
     let total = started.elapsed();
+    let cpu_ms = ((own_cpu_seconds() - cpu_at_start) * 1000.0) as u64;
+    let provider_stats = running.provider_sandbox.as_ref().map(|s| s.sandbox.stats());
     // Outside the timed window: the books must add up, or the figure means nothing.
     verify_books(&client, &base, &id, file_total).await?;
     let throttle = match &running.provider_sandbox {
@@ -338,8 +346,15 @@ async fn run_once(
         created_ms,
         total_ms: total.as_millis() as u64,
         payments_per_second: u64::from(rows) * 1000 / (total.as_millis() as u64).max(1),
+        cpu_ms,
+        provider: provider_stats,
         throttle,
     })
+}
+
+/// User + system CPU seconds this process has used so far (0 where /proc is missing).
+fn own_cpu_seconds() -> f64 {
+    crate::bench::process_cpu_seconds(std::process::id()).unwrap_or(0.0)
 }
 
 /// One `--trace` line: elapsed time, what the sandbox accepted, the batch's counts.
@@ -487,6 +502,22 @@ pub fn print(report: &PayrollBenchReport) {
             r.total_ms,
             r.payments_per_second
         );
+        println!(
+            "  CPU {} ms ({:.1} cores busy)",
+            r.cpu_ms,
+            r.cpu_ms as f64 / r.total_ms.max(1) as f64
+        );
+        if let Some(p) = &r.provider {
+            println!(
+                "  sandbox: {} payments ({} replayed, {} answered 429), {} account writes, {} webhook deliveries ({} failed attempts)",
+                p.payments.accepted,
+                p.payments.replayed,
+                p.payments.rate_limited,
+                p.writes.accepted,
+                p.webhooks.delivered,
+                p.webhooks.failed_attempts
+            );
+        }
         if let Some(t) = &r.throttle {
             for (name, class) in [("payments", &t.payments), ("writes", &t.writes)] {
                 if let Some(c) = class {

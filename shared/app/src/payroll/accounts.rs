@@ -8,6 +8,11 @@
 //! 2. an idempotency key derived from what the object is (`payroll-entity-emp-{id}`), so
 //!    even a worker whose claim expired mid-call, or a crash after the call, gets the same
 //!    object back from the provider instead of a second one.
+//!
+//! What does not depend on each other is done side by side: the payers (shared by every
+//! employee of the batch, so after the first few employees only looked up), and the
+//! employee's loan accounts once the employee's entity exists. An employee is then a few
+//! round trips deep instead of one per object, which is what bounded the whole payroll run.
 
 use std::time::Duration;
 
@@ -22,7 +27,7 @@ use super::{Disbursement, PayrollAppError};
 use crate::HandlerError;
 use crate::handler::{BatchFailures, SqsHandler};
 use crate::ports::provider::{
-    AccountDetails, AchAccount, Corporation, CreateAccount, CreateEntity, EntityDetails,
+    AccountDetails, AchAccount, Corporation, CreateAccount, CreateEntity, EntityDetails, EntityId,
     IdempotencyKey, Individual, Liability, PostalAddress,
 };
 use crate::ports::{Condition, Item, Key, OutgoingMessage, TableError, UpdateAction, Value};
@@ -53,11 +58,7 @@ impl AccountsWorker {
 /// What to create at the provider for a party, once its claim is held.
 enum Creation {
     Entity(CreateEntity),
-    /// An account for the holder entity whose party item is `holder`.
-    Account {
-        holder: Key,
-        make: Box<dyn Fn(crate::ports::provider::EntityId) -> CreateAccount + Send + Sync>,
-    },
+    Account(CreateAccount),
 }
 
 fn key(text: String) -> Result<IdempotencyKey, PayrollAppError> {
@@ -89,68 +90,38 @@ impl AccountsWorker {
                     format!("batch {} has no employee {}", m.batch_id, m.employee_id),
                 )
             })?;
-        for payer in list_of_strings(&employee, "payers") {
-            self.ensure_payer(&m.batch_id, &payer).await?;
-        }
+        // Every call runs to its end even when a sibling fails (`join_all`, not
+        // `try_join_all`): a call dropped between its claim and its record would keep the
+        // party from other workers until the claim's lease ran out.
+        let payers = list_of_strings(&employee, "payers");
+        futures::future::join_all(
+            payers
+                .iter()
+                .map(|payer| self.ensure_payer(&m.batch_id, payer)),
+        )
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()?;
         let entity_key = layout::entity_key(PartyKind::Employee, &m.employee_id);
         let individual = individual_of(&employee)?;
-        self.ensure(
-            &entity_key,
-            Creation::Entity(CreateEntity {
-                idempotency_key: Some(key(format!("payroll-entity-emp-{}", m.employee_id))?),
-                external_id: Some(m.employee_id.clone()),
-                details: EntityDetails::Individual { individual },
-            }),
-        )
-        .await?;
-        let Some(Value::L(loans)) = employee.get("loans") else {
-            return Err(PayrollAppError::Corrupt(format!(
-                "employee {}",
-                m.employee_id
-            )));
-        };
-        for loan in loans {
-            let Value::M(loan) = loan else {
-                return Err(PayrollAppError::Corrupt(format!(
-                    "employee {}",
-                    m.employee_id
-                )));
-            };
-            let text = |name: &str| {
-                loan.get(name)
-                    .and_then(Value::as_s)
-                    .map(str::to_owned)
-                    .ok_or_else(|| {
-                        PayrollAppError::Corrupt(format!("employee {} loan", m.employee_id))
-                    })
-            };
-            let fingerprint = text(attr::LOAN_FINGERPRINT)?;
-            let plaid_id = text(attr::PLAID_ID)?;
-            let number = Secret::new(text(attr::LOAN_ACCOUNT_NUMBER)?);
-            let idem = key(format!(
-                "payroll-account-loan-{}-{fingerprint}",
-                m.employee_id
-            ))?;
-            let external = format!("{}:{fingerprint}", m.employee_id);
+        let holder_id = EntityId::new(
             self.ensure(
-                &layout::party_account_key(PartyKind::Employee, &m.employee_id, &fingerprint),
-                Creation::Account {
-                    holder: entity_key.clone(),
-                    make: Box::new(move |holder_id| CreateAccount {
-                        idempotency_key: Some(idem.clone()),
-                        holder_id,
-                        external_id: Some(external.clone()),
-                        details: AccountDetails::Liability {
-                            liability: Liability {
-                                plaid_id: plaid_id.clone(),
-                                loan_account_number: number.clone(),
-                            },
-                        },
-                    }),
-                },
+                &entity_key,
+                Creation::Entity(CreateEntity {
+                    idempotency_key: Some(key(format!("payroll-entity-emp-{}", m.employee_id))?),
+                    external_id: Some(m.employee_id.clone()),
+                    details: EntityDetails::Individual { individual },
+                }),
             )
-            .await?;
-        }
+            .await?,
+        );
+        let accounts = loan_accounts(&employee, &m.employee_id, &holder_id)?;
+        futures::future::join_all(accounts.into_iter().map(|(key, request)| async move {
+            self.ensure(&key, Creation::Account(request)).await
+        }))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<String>, _>>()?;
         let messages: Vec<OutgoingMessage> = rows_of(&employee)
             .into_iter()
             .map(|row| {
@@ -185,49 +156,43 @@ impl AccountsWorker {
             return Ok(());
         }
         let entity_key = layout::entity_key(PartyKind::Payer, payer_id);
-        self.ensure(
-            &entity_key,
-            Creation::Entity(CreateEntity {
-                idempotency_key: Some(key(format!("payroll-entity-payer-{payer_id}"))?),
-                external_id: Some(payer_id.to_owned()),
-                details: EntityDetails::Corporation {
-                    corporation: Corporation {
-                        name: text(attr::NAME)?,
-                        dba: text(attr::DBA)?,
-                        ein: text(attr::EIN)?,
-                        address: PostalAddress {
-                            line1: text(attr::LINE1)?,
-                            city: text(attr::CITY)?,
-                            state: text(attr::STATE)?,
-                            zip: text(attr::ZIP)?,
-                        },
-                    },
-                },
-            }),
-        )
-        .await?;
-        let idem = key(format!("payroll-account-ach-{payer_id}-{fingerprint}"))?;
-        let routing = Secret::new(text(attr::ROUTING)?);
-        let number = Secret::new(text(attr::ACCOUNT_NUMBER)?);
-        let external = format!("{payer_id}:{fingerprint}");
-        self.ensure(
-            &account_key,
-            Creation::Account {
-                holder: entity_key,
-                make: Box::new(move |holder_id| CreateAccount {
-                    idempotency_key: Some(idem.clone()),
-                    holder_id,
-                    external_id: Some(external.clone()),
-                    details: AccountDetails::Ach {
-                        ach: AchAccount {
-                            routing_number: routing.clone(),
-                            account_number: number.clone(),
+        let holder_id = self
+            .ensure(
+                &entity_key,
+                Creation::Entity(CreateEntity {
+                    idempotency_key: Some(key(format!("payroll-entity-payer-{payer_id}"))?),
+                    external_id: Some(payer_id.to_owned()),
+                    details: EntityDetails::Corporation {
+                        corporation: Corporation {
+                            name: text(attr::NAME)?,
+                            dba: text(attr::DBA)?,
+                            ein: text(attr::EIN)?,
+                            address: PostalAddress {
+                                line1: text(attr::LINE1)?,
+                                city: text(attr::CITY)?,
+                                state: text(attr::STATE)?,
+                                zip: text(attr::ZIP)?,
+                            },
                         },
                     },
                 }),
+            )
+            .await?;
+        let request = CreateAccount {
+            idempotency_key: Some(key(format!(
+                "payroll-account-ach-{payer_id}-{fingerprint}"
+            ))?),
+            holder_id: EntityId::new(holder_id),
+            external_id: Some(format!("{payer_id}:{fingerprint}")),
+            details: AccountDetails::Ach {
+                ach: AchAccount {
+                    routing_number: Secret::new(text(attr::ROUTING)?),
+                    account_number: Secret::new(text(attr::ACCOUNT_NUMBER)?),
+                },
             },
-        )
-        .await?;
+        };
+        self.ensure(&account_key, Creation::Account(request))
+            .await?;
         Ok(())
     }
 
@@ -305,20 +270,14 @@ impl AccountsWorker {
                 .id
                 .as_str()
                 .to_owned(),
-            Creation::Account { holder, make } => {
-                let holder_id =
-                    provider_id_of(p.table.get(holder).await?.as_ref()).ok_or_else(|| {
-                        PayrollAppError::NotReady(format!("{} has no entity", holder.pk))
-                    })?;
-                let request = make(crate::ports::provider::EntityId::new(holder_id));
-                self.d
-                    .provider
-                    .create_account(request)
-                    .await?
-                    .id
-                    .as_str()
-                    .to_owned()
-            }
+            Creation::Account(request) => self
+                .d
+                .provider
+                .create_account(request.clone())
+                .await?
+                .id
+                .as_str()
+                .to_owned(),
         };
         p.table
             .update(
@@ -333,6 +292,47 @@ impl AccountsWorker {
             .await?;
         Ok(id)
     }
+}
+
+/// The employee's loan accounts to make for the entity `holder_id`: each with its party key.
+fn loan_accounts(
+    employee: &Item,
+    employee_id: &str,
+    holder_id: &EntityId,
+) -> Result<Vec<(Key, CreateAccount)>, PayrollAppError> {
+    let corrupt = || PayrollAppError::Corrupt(format!("employee {employee_id} loan"));
+    let Some(Value::L(loans)) = employee.get("loans") else {
+        return Err(corrupt());
+    };
+    let mut accounts = Vec::with_capacity(loans.len());
+    for loan in loans {
+        let Value::M(loan) = loan else {
+            return Err(corrupt());
+        };
+        let text = |name: &str| {
+            loan.get(name)
+                .and_then(Value::as_s)
+                .map(str::to_owned)
+                .ok_or_else(corrupt)
+        };
+        let fingerprint = text(attr::LOAN_FINGERPRINT)?;
+        let request = CreateAccount {
+            idempotency_key: Some(key(format!(
+                "payroll-account-loan-{employee_id}-{fingerprint}"
+            ))?),
+            holder_id: holder_id.clone(),
+            external_id: Some(format!("{employee_id}:{fingerprint}")),
+            details: AccountDetails::Liability {
+                liability: Liability {
+                    plaid_id: text(attr::PLAID_ID)?,
+                    loan_account_number: Secret::new(text(attr::LOAN_ACCOUNT_NUMBER)?),
+                },
+            },
+        };
+        let key = layout::party_account_key(PartyKind::Employee, employee_id, &fingerprint);
+        accounts.push((key, request));
+    }
+    Ok(accounts)
 }
 
 pub fn provider_id_of(item: Option<&Item>) -> Option<String> {
