@@ -1051,6 +1051,8 @@ struct SettlingTable {
     batch_id: String,
     /// The provider's payments still to settle, one per ledger read.
     to_settle: std::sync::Mutex<Vec<Payment>>,
+    /// Transactions the table refused (a condition failed: a lost race, or a stale move).
+    refused: std::sync::atomic::AtomicU64,
 }
 
 #[async_trait::async_trait]
@@ -1108,7 +1110,11 @@ impl Table for SettlingTable {
         self.inner.query(query).await
     }
     async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError> {
-        self.inner.transact(writes).await
+        let done = self.inner.transact(writes).await;
+        if matches!(done, Err(TableError::TransactionCanceled { .. })) {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+        }
+        done
     }
     async fn batch_get(&self, keys: &[Key]) -> Result<Vec<Item>, TableError> {
         self.inner.batch_get(keys).await
@@ -1125,6 +1131,7 @@ async fn check_while_settling(f: &Fixture, id: &str, mut settling: Vec<Payment>)
         provider: f.provider.clone(),
         batch_id: id.to_owned(),
         to_settle: std::sync::Mutex::new(settling),
+        refused: Default::default(),
     };
     let payroll = Payroll {
         table: Arc::new(table),
@@ -1135,6 +1142,65 @@ async fn check_while_settling(f: &Fixture, id: &str, mut settling: Vec<Payment>)
         .await
         .map(|r| serde_json::to_value(r).unwrap())
         .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moves_of_one_payment_at_once_queue_up_instead_of_racing_at_the_table() {
+    use payops_core::payroll::PaymentStatus as Ours;
+    use payroll::transitions::{MoveDetails, MoveOutcome, apply};
+    let f = fixture();
+    let id = approved_and_sent(&f).await;
+    let table = Arc::new(SettlingTable {
+        inner: f.payroll.table.clone(),
+        payroll: f.payroll.clone(),
+        provider: f.provider.clone(),
+        batch_id: id.clone(),
+        to_settle: std::sync::Mutex::new(Vec::new()),
+        refused: Default::default(),
+    });
+    let payroll = Payroll {
+        table: table.clone(),
+        ..f.payroll.clone()
+    };
+    // As a provider sends them: a payment's `sent` and `settled` side by side, and `sent` twice.
+    let event = |id: &str| MoveDetails {
+        event_id: Some(id.to_owned()),
+        ..MoveDetails::default()
+    };
+    let (sent, settled, again) = (event("evt_s"), event("evt_t"), event("evt_s2"));
+    let (a, b, c) = tokio::join!(
+        apply(&payroll, &id, 7, Ours::Sent, &sent),
+        apply(&payroll, &id, 7, Ours::Settled, &settled),
+        apply(&payroll, &id, 7, Ours::Sent, &again),
+    );
+    let outcomes = [a.unwrap(), b.unwrap(), c.unwrap()];
+    let applied = outcomes
+        .iter()
+        .filter(|o| matches!(o, MoveOutcome::Applied { .. }))
+        .count();
+    assert!((1..=2).contains(&applied), "{outcomes:?}");
+    assert!(outcomes.contains(&MoveOutcome::Applied {
+        from: if applied == 2 {
+            Ours::Sent
+        } else {
+            Ours::Processing
+        },
+        to: Ours::Settled
+    }));
+    assert_eq!(
+        table.refused.load(Ordering::SeqCst),
+        0,
+        "no move lost a race at the table: {outcomes:?}"
+    );
+    let row7 = payroll::transitions::read_payment(&f.payroll, &id, 7)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row7.status, Ours::Settled);
+    // Counted once in the aggregates.
+    let (_, shown) = get(&f, &format!("/payroll/batches/{id}")).await;
+    assert_eq!(shown["progress"]["counts"]["settled"], 1, "{shown}");
+    assert_eq!(shown["progress"]["counts"].get("sent"), None, "{shown}");
 }
 
 #[tokio::test]

@@ -212,7 +212,9 @@ pub async fn deliver_due(
             let ok = send(client, target, t, &chunk_body(&chunk)).await;
             (chunk, ok)
         })
-        .buffered(options.concurrency.max(1))
+        // Unordered: a slow delivery must not hold the others' places (each result carries
+        // its own deliveries, so the order they finish in does not matter).
+        .buffer_unordered(options.concurrency.max(1))
         .collect()
         .await;
     let mut delivered = 0;
