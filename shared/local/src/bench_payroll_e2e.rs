@@ -352,6 +352,11 @@ async fn run_once(
     })
 }
 
+/// How many cores `cpu_ms` of CPU kept busy on average over `wall_ms`.
+fn cores_busy(cpu_ms: u64, wall_ms: u64) -> f64 {
+    cpu_ms as f64 / wall_ms.max(1) as f64
+}
+
 /// User + system CPU seconds this process has used so far (0 where /proc is missing).
 fn own_cpu_seconds() -> f64 {
     crate::bench::process_cpu_seconds(std::process::id()).unwrap_or(0.0)
@@ -505,7 +510,7 @@ pub fn print(report: &PayrollBenchReport) {
         println!(
             "  CPU {} ms ({:.1} cores busy)",
             r.cpu_ms,
-            r.cpu_ms as f64 / r.total_ms.max(1) as f64
+            cores_busy(r.cpu_ms, r.total_ms)
         );
         if let Some(p) = &r.provider {
             println!(

@@ -859,6 +859,16 @@ async fn status_of(f: &Fixture, p: &Payment) -> payops_core::payroll::PaymentSta
         .status
 }
 
+/// What the check of `the_check_pages_through_…` reports and never applies itself.
+const NEEDS_A_PERSON: [&str; 6] = [
+    "provider_amount",
+    "provider_duplicate",
+    "provider_missing",
+    "provider_status",
+    "provider_unknown",
+    "provider_unknown",
+];
+
 #[tokio::test]
 async fn the_check_pages_through_the_provider_and_applies_only_forward_moves_it_reports() {
     use payops_core::payroll::PaymentStatus as Ours;
@@ -902,18 +912,7 @@ async fn the_check_pages_through_the_provider_and_applies_only_forward_moves_it_
     let early = check_at(&f, now + grace - Duration::seconds(1)).await;
     assert_eq!(early["provider_in_flight"], 2, "{early}");
     assert_eq!(early["corrections_applied"], 0, "{early}");
-    assert_eq!(
-        kinds(&early),
-        [
-            "provider_amount",
-            "provider_duplicate",
-            "provider_missing",
-            "provider_status",
-            "provider_unknown",
-            "provider_unknown",
-        ],
-        "{early}"
-    );
+    assert_eq!(kinds(&early), NEEDS_A_PERSON, "{early}");
     assert_eq!(status_of(&f, lost).await, Ours::Processing);
     assert_eq!(status_of(&f, reversed).await, Ours::Settled);
 
@@ -976,18 +975,7 @@ async fn the_check_pages_through_the_provider_and_applies_only_forward_moves_it_
     // A second run applies nothing again; what needs a person is still reported.
     let again = check(&f).await;
     assert_eq!(again["corrections_applied"], 0, "{again}");
-    assert_eq!(
-        kinds(&again),
-        [
-            "provider_amount",
-            "provider_duplicate",
-            "provider_missing",
-            "provider_status",
-            "provider_unknown",
-            "provider_unknown",
-        ],
-        "{again}"
-    );
+    assert_eq!(kinds(&again), NEEDS_A_PERSON, "{again}");
 }
 
 #[tokio::test]
