@@ -160,7 +160,7 @@ impl Db {
     }
 
     /// Runs a checkpoint now (as the checkpointer does every [`CHECKPOINT_INTERVAL_MS`]) and
-    /// returns what it did. Blocking: for tests and ops commands, not for async code.
+    /// returns what it did. Blocking: for tests, not for async code.
     pub fn checkpoint_now(&self) -> Result<Checkpoint, DbError> {
         let (reply, answer) = mpsc::sync_channel(1);
         self.checkpointer

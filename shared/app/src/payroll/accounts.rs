@@ -90,18 +90,13 @@ impl AccountsWorker {
                     format!("batch {} has no employee {}", m.batch_id, m.employee_id),
                 )
             })?;
-        // Every call runs to its end even when a sibling fails (`join_all`, not
-        // `try_join_all`): a call dropped between its claim and its record would keep the
-        // party from other workers until the claim's lease ran out.
         let payers = list_of_strings(&employee, "payers");
-        futures::future::join_all(
+        all_to_the_end(
             payers
                 .iter()
                 .map(|payer| self.ensure_payer(&m.batch_id, payer)),
         )
-        .await
-        .into_iter()
-        .collect::<Result<Vec<()>, _>>()?;
+        .await?;
         let entity_key = layout::entity_key(PartyKind::Employee, &m.employee_id);
         let individual = individual_of(&employee)?;
         let holder_id = EntityId::new(
@@ -116,12 +111,10 @@ impl AccountsWorker {
             .await?,
         );
         let accounts = loan_accounts(&employee, &m.employee_id, &holder_id)?;
-        futures::future::join_all(accounts.into_iter().map(|(key, request)| async move {
+        all_to_the_end(accounts.into_iter().map(|(key, request)| async move {
             self.ensure(&key, Creation::Account(request)).await
         }))
-        .await
-        .into_iter()
-        .collect::<Result<Vec<String>, _>>()?;
+        .await?;
         let messages: Vec<OutgoingMessage> = rows_of(&employee)
             .into_iter()
             .map(|row| {
@@ -292,6 +285,15 @@ impl AccountsWorker {
             .await?;
         Ok(id)
     }
+}
+
+/// Runs `calls` side by side, each to its end even when a sibling fails (`join_all`, not
+/// `try_join_all`): a call dropped between its claim and its record would keep the party from
+/// other workers until the claim's lease ran out. The first error, if any.
+async fn all_to_the_end<T>(
+    calls: impl IntoIterator<Item = impl std::future::Future<Output = Result<T, PayrollAppError>>>,
+) -> Result<Vec<T>, PayrollAppError> {
+    futures::future::join_all(calls).await.into_iter().collect()
 }
 
 /// The employee's loan accounts to make for the entity `holder_id`: each with its party key.
