@@ -649,18 +649,7 @@ impl Queue for LocalQueue {
     async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError> {
         let (queue, handle) = (self.config.name.clone(), receipt_handle.to_owned());
         self.db
-            .write(move |tx| {
-                Ok(match check_receipt(tx, &queue, &handle)? {
-                    Some(Receipt::Current(seq)) => {
-                        tx.prepare_cached("DELETE FROM queue_messages WHERE seq = ?1")?
-                            .execute([seq])?;
-                        Ok(())
-                    }
-                    // Deleting twice is fine, as in SQS.
-                    Some(Receipt::Gone) => Ok(()),
-                    Some(Receipt::Stale) | None => Err(QueueError::InvalidReceipt),
-                })
-            })
+            .write(move |tx| delete_one(tx, &queue, &handle))
             .await
             .map_err(unavailable)?
     }
@@ -715,6 +704,33 @@ impl Queue for LocalQueue {
 }
 
 impl LocalQueue {
+    /// Deletes up to [`QUEUE_BATCH_MESSAGES_MAX`] received messages in one write, as SQS's
+    /// `DeleteMessageBatch`: each handle gets its own answer, in order, and a bad one takes
+    /// nothing from the others. One write instead of one per message (the pollers delete
+    /// every handled batch this way).
+    pub async fn delete_batch(
+        &self,
+        receipt_handles: Vec<String>,
+    ) -> Result<Vec<Result<(), QueueError>>, QueueError> {
+        if receipt_handles.len() > QUEUE_BATCH_MESSAGES_MAX {
+            return Err(invalid(format!(
+                "a batch holds at most {QUEUE_BATCH_MESSAGES_MAX} receipt handles, got {}",
+                receipt_handles.len()
+            )));
+        }
+        let queue = self.config.name.clone();
+        self.db
+            .write(move |tx| {
+                let answers = receipt_handles
+                    .iter()
+                    .map(|handle| delete_one(tx, &queue, handle))
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(Ok::<_, QueueError>(answers))
+            })
+            .await
+            .map_err(unavailable)?
+    }
+
     async fn receive_now(
         &self,
         max: usize,
@@ -739,6 +755,24 @@ impl LocalQueue {
         }
         Ok(delivered)
     }
+}
+
+/// Deletes the message `handle` was given for, if that is still its latest receipt.
+fn delete_one(
+    tx: &Connection,
+    queue: &str,
+    handle: &str,
+) -> rusqlite::Result<Result<(), QueueError>> {
+    Ok(match check_receipt(tx, queue, handle)? {
+        Some(Receipt::Current(seq)) => {
+            tx.prepare_cached("DELETE FROM queue_messages WHERE seq = ?1")?
+                .execute([seq])?;
+            Ok(())
+        }
+        // Deleting twice is fine, as in SQS.
+        Some(Receipt::Gone) => Ok(()),
+        Some(Receipt::Stale) | None => Err(QueueError::InvalidReceipt),
+    })
 }
 
 /// Stores one message (or, for a FIFO duplicate, nothing) and returns its id.

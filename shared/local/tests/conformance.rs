@@ -238,6 +238,53 @@ mod local_only {
     }
 
     #[tokio::test]
+    async fn a_batch_delete_answers_each_handle_and_a_stale_one_keeps_its_message() {
+        let h = LocalHarness::new().await;
+        let q = h.store.queue(config("batch-delete")).expect("queue");
+        q.send_batch(vec![
+            OutgoingMessage::new("a"),
+            OutgoingMessage::new("b"),
+            OutgoingMessage::new("c"),
+        ])
+        .await
+        .expect("send");
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            got.extend(receive(&*q).await);
+        }
+        // "c" is received again: its first handle is stale.
+        let c = got.iter().position(|m| m.body == "c").expect("c");
+        let stale = got.remove(c);
+        q.change_visibility(&stale.receipt_handle, 0)
+            .await
+            .expect("release");
+        let again = receive(&*q).await.remove(0);
+        assert_eq!(again.body, "c");
+
+        let handles = vec![
+            got[0].receipt_handle.clone(),
+            stale.receipt_handle.clone(),
+            got[1].receipt_handle.clone(),
+            got[0].receipt_handle.clone(),
+        ];
+        let answers = q.delete_batch(handles).await.expect("batch delete");
+        assert!(answers[0].is_ok() && answers[2].is_ok(), "{answers:?}");
+        assert!(matches!(answers[1], Err(QueueError::InvalidReceipt)));
+        assert!(answers[3].is_ok(), "deleting twice succeeds, as in SQS");
+        assert_eq!(
+            q.total_messages().await.expect("count"),
+            1,
+            "only c is left"
+        );
+        let too_many = vec![again.receipt_handle.clone(); 11];
+        assert!(matches!(
+            q.delete_batch(too_many).await,
+            Err(QueueError::Invalid(_))
+        ));
+        assert_eq!(q.total_messages().await.expect("count"), 1);
+    }
+
+    #[tokio::test]
     async fn fifo_deduplication_outlives_deletion_for_five_minutes() {
         let h = LocalHarness::new().await;
         let q = h

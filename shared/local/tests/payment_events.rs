@@ -17,8 +17,8 @@ use payops_app::payment_events::{
     layout,
 };
 use payops_app::ports::{
-    Blobs, Clock, Condition, Item, Key, ManualClock, MetricRecord, Metrics, MetricsError, Page,
-    Query, Queue, ReceiveOptions, Table, TableError, TableSpec, UpdateAction, Write,
+    Blobs, Clock, ManualClock, MetricRecord, Metrics, MetricsError, Query, Queue, ReceiveOptions,
+    Table, TableError, Write,
 };
 use payops_app::resources::PAYMENT_EVENTS_TABLE;
 use payops_core::Secret;
@@ -28,6 +28,10 @@ use payops_local::store::{LocalStore, QueueConfig};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use tower::ServiceExt;
+
+#[path = "support/hooked_table.rs"]
+mod hooked_table;
+use hooked_table::{HookedTable, TableHook};
 
 const SECRET: &str = "whsec_local_test";
 
@@ -54,43 +58,15 @@ impl Metrics for RecordingMetrics {
     }
 }
 
-/// The real table, except that transactions storing one chosen event fail as a busy store.
-struct FlakyTable {
-    inner: Arc<dyn Table>,
-    failing_event: Mutex<Option<String>>,
+/// Fails the transactions storing one chosen event, as a busy store would.
+struct FailingEvent {
+    event_id: Mutex<Option<String>>,
 }
 
 #[async_trait]
-impl Table for FlakyTable {
-    fn spec(&self) -> &TableSpec {
-        self.inner.spec()
-    }
-    async fn get(&self, key: &Key) -> Result<Option<Item>, TableError> {
-        self.inner.get(key).await
-    }
-    async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), TableError> {
-        self.inner.put(item, condition).await
-    }
-    async fn update(
-        &self,
-        key: &Key,
-        actions: Vec<UpdateAction>,
-        condition: Option<Condition>,
-    ) -> Result<Item, TableError> {
-        self.inner.update(key, actions, condition).await
-    }
-    async fn delete(
-        &self,
-        key: &Key,
-        condition: Option<Condition>,
-    ) -> Result<Option<Item>, TableError> {
-        self.inner.delete(key, condition).await
-    }
-    async fn query(&self, query: Query) -> Result<Page, TableError> {
-        self.inner.query(query).await
-    }
-    async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError> {
-        let failing = self.failing_event.lock().unwrap().clone();
+impl TableHook for FailingEvent {
+    async fn transact(&self, inner: &dyn Table, writes: Vec<Write>) -> Result<(), TableError> {
+        let failing = self.event_id.lock().unwrap().clone();
         let touches_failing = writes.iter().any(|w| match (w, &failing) {
             (Write::Put { item, .. }, Some(id)) => item.s("event_id") == Some(id.as_str()),
             _ => false,
@@ -98,10 +74,7 @@ impl Table for FlakyTable {
         if touches_failing {
             return Err(TableError::Unavailable("database is busy".into()));
         }
-        self.inner.transact(writes).await
-    }
-    async fn batch_get(&self, keys: &[Key]) -> Result<Vec<Item>, TableError> {
-        self.inner.batch_get(keys).await
+        inner.transact(writes).await
     }
 }
 
@@ -109,7 +82,7 @@ struct Env {
     _dir: tempfile::TempDir,
     clock: Arc<ManualClock>,
     state: PaymentEvents,
-    table: Arc<FlakyTable>,
+    table: Arc<HookedTable<FailingEvent>>,
     queue: Arc<dyn Queue>,
     metrics: Arc<RecordingMetrics>,
 }
@@ -118,11 +91,13 @@ fn env_with(metrics_down: bool) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(start()));
     let store = LocalStore::open(dir.path(), clock.clone() as Arc<dyn Clock>).unwrap();
-    let table = Arc::new(FlakyTable {
+    let table = Arc::new(HookedTable {
         inner: store
             .table(PAYMENT_EVENTS_TABLE.spec("payment-events"))
             .unwrap(),
-        failing_event: Mutex::new(None),
+        hook: FailingEvent {
+            event_id: Mutex::new(None),
+        },
     });
     let queue: Arc<dyn Queue> = store
         .queue(QueueConfig {
@@ -426,13 +401,13 @@ async fn a_busy_table_fails_only_that_message_and_the_retry_stores_it_once() {
         "paid",
         "2025-01-31T10:00:00Z",
     ));
-    *env.table.failing_event.lock().unwrap() = Some("evt_b".to_owned());
+    *env.table.hook.event_id.lock().unwrap() = Some("evt_b".to_owned());
     let failed = failures(&env, vec![message("m1", &a), message("m2", &b)]).await;
     assert_eq!(failed, vec!["m2"]);
     assert_eq!(day_totals(&env, "2025-01-31").await["count"], 1);
 
     // SQS redelivers only m2 (and, as at-least-once allows, m1 again).
-    *env.table.failing_event.lock().unwrap() = None;
+    *env.table.hook.event_id.lock().unwrap() = None;
     let failed = failures(&env, vec![message("m2", &b), message("m1", &a)]).await;
     assert!(failed.is_empty());
     let totals = day_totals(&env, "2025-01-31").await;

@@ -19,16 +19,17 @@ use payops_app::payroll::{
     self, AccountsWorker, ConsistencyCheck, Disbursement, PaymentsWorker, Payroll, layout,
 };
 use payops_app::ports::provider::{Payment, PaymentStatus as Wire};
-use payops_app::ports::{
-    Clock, Condition, Item, Key, ManualClock, Page, Query, Queue, Table, TableError, TableSpec,
-    UpdateAction, Write,
-};
+use payops_app::ports::{Clock, ManualClock, Query, Queue, Table, TableError, Write};
 use payops_core::payroll::ledger;
 use payops_local::runtime::System;
 use payops_local::runtime::poller::sqs_event;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use tower::ServiceExt;
+
+#[path = "support/hooked_table.rs"]
+mod hooked_table;
+use hooked_table::{HookedTable, TableHook};
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -709,6 +710,92 @@ async fn a_batch_of_events_is_applied_per_payment_in_order_and_a_redelivery_chan
     assert_eq!(refused["field"], "body[1]", "{refused}");
 }
 
+/// Fails every transaction that moves the payment at `key`, as a busy store would.
+struct FailingMoves {
+    key: std::sync::Mutex<Option<payops_app::ports::Key>>,
+}
+
+#[async_trait::async_trait]
+impl TableHook for FailingMoves {
+    async fn transact(&self, inner: &dyn Table, writes: Vec<Write>) -> Result<(), TableError> {
+        let failing = self.key.lock().unwrap().clone();
+        let moves_it = writes.iter().any(|w| match (w, &failing) {
+            (Write::Update { key, .. }, Some(failing)) => key == failing,
+            _ => false,
+        });
+        if moves_it {
+            return Err(TableError::Unavailable("database is busy".into()));
+        }
+        inner.transact(writes).await
+    }
+}
+
+#[tokio::test]
+async fn a_batch_that_fails_midway_answers_503_and_its_redelivery_applies_the_rest() {
+    let f = fixture();
+    let id = approved_and_sent(&f).await;
+    let payments = provider_payments(&f);
+    let (p, q) = (&payments[0], &payments[1]);
+    let row_of = |payment: &Payment| {
+        layout::parse_payment_id(payment.external_id.as_deref().unwrap())
+            .unwrap()
+            .1
+    };
+    let table = Arc::new(HookedTable {
+        inner: f.payroll.table.clone(),
+        hook: FailingMoves {
+            key: std::sync::Mutex::new(Some(layout::payment_key(&id, row_of(q)))),
+        },
+    });
+    let webhooks = payroll::webhook_router(
+        Payroll {
+            table: table.clone(),
+            ..f.payroll.clone()
+        },
+        payops_core::Secret::new(payops_local::env::DEV_WEBHOOK_SECRET.to_owned()),
+    );
+    let events: Vec<Value> = [("evt_p", p), ("evt_q", q)]
+        .into_iter()
+        .map(|(id, payment)| {
+            let event = f.provider.report(id, payment, Wire::Settled, f.clock.now());
+            serde_json::to_value(event).unwrap()
+        })
+        .collect();
+    let deliver = || {
+        let body = serde_json::to_vec(&events).unwrap();
+        let signature = sign(&body, f.clock.now());
+        call(
+            &webhooks,
+            Request::post(payroll::WEBHOOK_PATH)
+                .header(payops_core::webhook_signature::SIGNATURE_HEADER, signature)
+                .body(Body::from(body))
+                .unwrap(),
+        )
+    };
+    // q's move fails: the provider is told to send the whole delivery again.
+    let (status, answer) = deliver().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    use payops_core::payroll::PaymentStatus as Ours;
+    assert_eq!(status_of(&f, p).await, Ours::Settled, "p's move is kept");
+    assert_eq!(status_of(&f, q).await, Ours::Processing);
+
+    // Once the store is back, the redelivery applies q and recognises p.
+    *table.hook.key.lock().unwrap() = None;
+    let (status, answer) = deliver().await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let outcomes: Vec<&str> = answer["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["duplicate", "applied"]);
+    let (_, shown) = get(&f, &format!("/payroll/batches/{id}")).await;
+    assert_eq!(shown["progress"]["counts"]["settled"], 2, "{shown}");
+    let report = check(&f).await;
+    assert_eq!(report["difference_count"], 0, "{report}");
+}
+
 #[tokio::test]
 async fn a_poison_message_reaches_the_dead_letter_queue_and_can_be_redriven() {
     let f = fixture();
@@ -1032,8 +1119,7 @@ async fn a_payment_created_but_never_recorded_is_recorded_by_the_check_and_not_s
 
 /// A table through which a webhook's move lands each time the check starts reading a
 /// batch's ledger: between its read of the payments and its read of the aggregates.
-struct SettlingTable {
-    inner: Arc<dyn Table>,
+struct Settling {
     payroll: Payroll,
     provider: Arc<FakeProvider>,
     batch_id: String,
@@ -1043,69 +1129,49 @@ struct SettlingTable {
     refused: std::sync::atomic::AtomicU64,
 }
 
+impl Settling {
+    fn table(self, inner: Arc<dyn Table>) -> Arc<HookedTable<Settling>> {
+        Arc::new(HookedTable { inner, hook: self })
+    }
+}
+
 #[async_trait::async_trait]
-impl Table for SettlingTable {
-    fn spec(&self) -> &TableSpec {
-        self.inner.spec()
-    }
-    async fn get(&self, key: &Key) -> Result<Option<Item>, TableError> {
-        self.inner.get(key).await
-    }
-    async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), TableError> {
-        self.inner.put(item, condition).await
-    }
-    async fn update(
-        &self,
-        key: &Key,
-        actions: Vec<UpdateAction>,
-        condition: Option<Condition>,
-    ) -> Result<Item, TableError> {
-        self.inner.update(key, actions, condition).await
-    }
-    async fn delete(
-        &self,
-        key: &Key,
-        condition: Option<Condition>,
-    ) -> Result<Option<Item>, TableError> {
-        self.inner.delete(key, condition).await
-    }
-    async fn query(&self, query: Query) -> Result<Page, TableError> {
+impl TableHook for Settling {
+    async fn before_query(&self, query: &Query) {
         let ledger_starts =
             query.partition == layout::ledger_partition(&self.batch_id) && query.cursor.is_none();
         let next = ledger_starts
             .then(|| self.to_settle.lock().unwrap().pop())
             .flatten();
-        if let Some(payment) = next {
-            let (batch, row) =
-                layout::parse_payment_id(payment.external_id.as_deref().unwrap()).unwrap();
-            self.provider
-                .advance(&payment.id, Wire::Settled, self.payroll.clock.now());
-            let details = payroll::transitions::MoveDetails::default();
-            let moved = payroll::transitions::apply(
-                &self.payroll,
-                batch,
-                row,
-                payops_core::payroll::PaymentStatus::Settled,
-                &details,
-            )
-            .await
-            .unwrap();
-            assert!(
-                matches!(moved, payroll::transitions::MoveOutcome::Applied { .. }),
-                "{moved:?}"
-            );
-        }
-        self.inner.query(query).await
+        let Some(payment) = next else {
+            return;
+        };
+        let (batch, row) =
+            layout::parse_payment_id(payment.external_id.as_deref().unwrap()).unwrap();
+        self.provider
+            .advance(&payment.id, Wire::Settled, self.payroll.clock.now());
+        let details = payroll::transitions::MoveDetails::default();
+        let moved = payroll::transitions::apply(
+            &self.payroll,
+            batch,
+            row,
+            payops_core::payroll::PaymentStatus::Settled,
+            &details,
+        )
+        .await
+        .unwrap();
+        assert!(
+            matches!(moved, payroll::transitions::MoveOutcome::Applied { .. }),
+            "{moved:?}"
+        );
     }
-    async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError> {
-        let done = self.inner.transact(writes).await;
+
+    async fn transact(&self, inner: &dyn Table, writes: Vec<Write>) -> Result<(), TableError> {
+        let done = inner.transact(writes).await;
         if matches!(done, Err(TableError::TransactionCanceled { .. })) {
             self.refused.fetch_add(1, Ordering::SeqCst);
         }
         done
-    }
-    async fn batch_get(&self, keys: &[Key]) -> Result<Vec<Item>, TableError> {
-        self.inner.batch_get(keys).await
     }
 }
 
@@ -1113,16 +1179,16 @@ impl Table for SettlingTable {
 /// `settling`, one payment after each read of the payments.
 async fn check_while_settling(f: &Fixture, id: &str, mut settling: Vec<Payment>) -> Value {
     settling.reverse();
-    let table = SettlingTable {
-        inner: f.payroll.table.clone(),
+    let table = Settling {
         payroll: f.payroll.clone(),
         provider: f.provider.clone(),
         batch_id: id.to_owned(),
         to_settle: std::sync::Mutex::new(settling),
         refused: Default::default(),
-    };
+    }
+    .table(f.payroll.table.clone());
     let payroll = Payroll {
-        table: Arc::new(table),
+        table,
         ..f.payroll.clone()
     };
     let at = f.clock.now() + Duration::minutes(1);
@@ -1138,14 +1204,14 @@ async fn moves_of_one_payment_at_once_queue_up_instead_of_racing_at_the_table() 
     use payroll::transitions::{MoveDetails, MoveOutcome, apply};
     let f = fixture();
     let id = approved_and_sent(&f).await;
-    let table = Arc::new(SettlingTable {
-        inner: f.payroll.table.clone(),
+    let table = Settling {
         payroll: f.payroll.clone(),
         provider: f.provider.clone(),
         batch_id: id.clone(),
         to_settle: std::sync::Mutex::new(Vec::new()),
         refused: Default::default(),
-    });
+    }
+    .table(f.payroll.table.clone());
     let payroll = Payroll {
         table: table.clone(),
         ..f.payroll.clone()
@@ -1176,7 +1242,7 @@ async fn moves_of_one_payment_at_once_queue_up_instead_of_racing_at_the_table() 
         to: Ours::Settled
     }));
     assert_eq!(
-        table.refused.load(Ordering::SeqCst),
+        table.hook.refused.load(Ordering::SeqCst),
         0,
         "no move lost a race at the table: {outcomes:?}"
     );

@@ -13,7 +13,6 @@
 //! | provider entity of a party | `PARTY#{EMP or PAYER}#{id}` | `ENTITY` | |
 //! | provider account of a party | `PARTY#{EMP or PAYER}#{id}` | `ACCT#{fingerprint}` | |
 //! | ledger transaction | `LEDGER#{batch}` | `{payment}#{kind}` | |
-//! | applied webhook event | `WEBHOOK#{event}` | `EVENT` | |
 //! | the nightly check's place in the provider's listing | `CHECK#PROVIDER` | `LISTING` | |
 //!
 //! - A batch's payments, aggregates and markers share one partition: one query pages a
@@ -21,6 +20,9 @@
 //!   `BR#`).
 //! - Payment ids are `{batch}-r{row}`: the provider echoes them as `external_id`, so a
 //!   webhook finds its payment by key without an index.
+//! - The webhook event that moved a payment to a status is kept on the payment itself
+//!   ([`applied_event_attr`]): a status is reached at most once, so one attribute per status
+//!   recognises every redelivery, with no item of its own to write for each event.
 //! - Party items outlive batches: an employee is provisioned at the provider once, ever.
 //!   Account fingerprints are hashes, so no account number appears in a key.
 
@@ -50,7 +52,6 @@ pub const PAYER_PREFIX: &str = "PAYER#";
 pub const CHUNK_PREFIX: &str = "CHUNK#";
 pub const ENTITY_SK: &str = "ENTITY";
 pub const ACCOUNT_PREFIX: &str = "ACCT#";
-pub const EVENT_SK: &str = "EVENT";
 
 pub mod attr {
     pub const BATCH_ID: &str = "batch_id";
@@ -95,6 +96,8 @@ pub mod attr {
     pub const UPDATED_AT: &str = "updated_at";
     pub const SETTLED_BEFORE: &str = "settled_before";
     pub const FAILURE_REASON: &str = "failure_reason";
+    /// Followed by a status: `event_SETTLED` (see [`super::applied_event_attr`]).
+    pub const APPLIED_EVENT_PREFIX: &str = "event_";
     // Aggregates.
     pub const OWED_COUNT: &str = "owed_count";
     pub const OWED_TOTAL: &str = "owed_total";
@@ -171,8 +174,9 @@ pub fn ledger_partition(batch_id: &str) -> String {
 pub fn ledger_key(batch_id: &str, tx: &LedgerTransaction) -> Key {
     Key::new(ledger_partition(batch_id), tx.id.clone())
 }
-pub fn webhook_event_key(event_id: &str) -> Key {
-    Key::new(format!("WEBHOOK#{event_id}"), EVENT_SK)
+/// The payment's attribute holding the id of the webhook event that moved it to `status`.
+pub fn applied_event_attr(status: PaymentStatus) -> String {
+    format!("{}{}", attr::APPLIED_EVENT_PREFIX, status.as_str())
 }
 /// Where the nightly check starts reading the provider's listing (`check::provider`).
 pub fn provider_checkpoint_key() -> Key {

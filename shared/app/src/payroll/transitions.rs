@@ -1,8 +1,9 @@
 //! One status move of one payment, atomically with everything that depends on it: the
 //! payment's conditional update (its status must still be what was read), the per-source and
 //! per-branch aggregates (counts and amounts move from the old status to the new), the ledger
-//! transaction the move records (put only if absent), and, for a webhook, the event's marker
-//! (put only if absent, so a redelivered event is recognised). All in one table transaction.
+//! transaction the move records (put only if absent), and, for a webhook, the event's id on
+//! the payment (`event_{STATUS}`, so a redelivered event is recognised: a status is reached
+//! at most once). All in one table transaction.
 
 use payops_core::payroll::{PaymentStatus, ledger};
 use rust_decimal::Decimal;
@@ -67,6 +68,17 @@ pub struct PaymentRecord {
     pub source_fingerprint: String,
     pub provider_payment_id: Option<String>,
     pub settled_before: bool,
+    /// The webhook events that moved the payment, by the status each moved it to.
+    pub applied_events: Vec<(PaymentStatus, String)>,
+}
+
+impl PaymentRecord {
+    /// Whether `event_id` is the event that moved this payment to `status`.
+    pub fn applied(&self, status: PaymentStatus, event_id: &str) -> bool {
+        self.applied_events
+            .iter()
+            .any(|(s, id)| *s == status && id == event_id)
+    }
 }
 
 impl PaymentRecord {
@@ -95,6 +107,13 @@ impl PaymentRecord {
                 .get(attr::SETTLED_BEFORE)
                 .and_then(|v| v.as_bool())
                 .unwrap_or(false),
+            applied_events: PaymentStatus::ALL
+                .into_iter()
+                .filter_map(|status| {
+                    let id = item.s(&layout::applied_event_attr(status))?;
+                    Some((status, id.to_owned()))
+                })
+                .collect(),
             payment_id: id,
         })
     }
@@ -126,7 +145,7 @@ pub fn move_writes(
     to: PaymentStatus,
     details: &MoveDetails,
     now: &str,
-) -> Result<(Vec<Write>, Option<usize>), PayrollAppError> {
+) -> Result<Vec<Write>, PayrollAppError> {
     let from = payment.status;
     let batch_id = &payment.batch_id;
     let mut actions = vec![
@@ -144,6 +163,12 @@ pub fn move_writes(
     }
     if let Some(reason) = &details.failure_reason {
         actions.push(UpdateAction::set(attr::FAILURE_REASON, reason.as_str()));
+    }
+    if let Some(event_id) = &details.event_id {
+        actions.push(UpdateAction::set(
+            &layout::applied_event_attr(to),
+            event_id.as_str(),
+        ));
     }
     let aggregate = |key| Write::Update {
         key,
@@ -177,19 +202,8 @@ pub fn move_writes(
             condition: Some(Condition::ItemNotExists),
         });
     }
-    let mut event_index = None;
-    if let Some(event_id) = &details.event_id {
-        event_index = Some(writes.len());
-        writes.push(Write::Put {
-            item: Item::new(&layout::webhook_event_key(event_id))
-                .with(attr::PAYMENT_ID, payment.payment_id.as_str())
-                .with(attr::STATUS, to.as_str())
-                .with(attr::WRITTEN_AT, now),
-            condition: Some(Condition::ItemNotExists),
-        });
-    }
     debug_assert!(writes.len() <= TRANSACTION_WRITES_MAX);
-    Ok((writes, event_index))
+    Ok(writes)
 }
 
 /// Moves the payment to `to` if that is forward, atomically with its aggregates and ledger.
@@ -226,22 +240,16 @@ pub async fn apply_from(
         if !from.can_move_to(to) {
             // A redelivery of the event that made this move is a duplicate, not a late report.
             if let Some(event_id) = &details.event_id
-                && p.table
-                    .get(&layout::webhook_event_key(event_id))
-                    .await?
-                    .is_some()
+                && payment.applied(to, event_id)
             {
                 return Ok(MoveOutcome::Duplicate);
             }
             return Ok(MoveOutcome::Stale { current: from });
         }
         let now = layout::time_text(p.clock.now());
-        let (writes, event_index) = move_writes(&payment, to, details, &now)?;
+        let writes = move_writes(&payment, to, details, &now)?;
         match p.table.transact(writes).await {
             Ok(()) => return Ok(MoveOutcome::Applied { from, to }),
-            Err(e) if event_index.is_some_and(|i| e.failed_condition_at(i)) => {
-                return Ok(MoveOutcome::Duplicate);
-            }
             // Moved by someone else since the read: read again.
             Err(e) if e.failed_condition_at(0) || e.is_retryable() => continue,
             Err(e @ TableError::TransactionCanceled { .. }) => {

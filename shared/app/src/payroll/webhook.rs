@@ -2,11 +2,11 @@
 //!
 //! Verified (HMAC over timestamp and body, within the tolerance window), then applied to the
 //! payment named by the event's `external_id` through `transitions::apply`: the payment's
-//! status, its batch's per-source and per-branch aggregates, the ledger and the event's
-//! marker move in one transaction. A redelivered event is recognised by its marker; a late
-//! or out-of-order status that would move the payment backwards changes nothing; an event
-//! for a payment we do not know is logged and acknowledged (200), so the provider does not
-//! disable the endpoint. Only a store outage answers 503, which the provider retries.
+//! status, its batch's per-source and per-branch aggregates and the ledger move in one
+//! transaction, which also records the event's id on the payment. A redelivered event is
+//! recognised by that id; a late or out-of-order status that would move the payment
+//! backwards changes nothing; an event for a payment we do not know is logged and
+//! acknowledged (200), so the provider does not disable the endpoint. Only a store outage answers 503, which the provider retries.
 //!
 //! A provider may also batch events: the body is then a JSON array of events (at most
 //! [`WEBHOOK_EVENTS_PER_DELIVERY_MAX`]), signed as a whole, and the answer lists an outcome

@@ -94,16 +94,23 @@ async fn invoke(
             return;
         }
     };
-    // All at once, as Lambda's DeleteMessageBatch: one group commit instead of one each.
-    let deletes = messages
+    // In one write, as Lambda's DeleteMessageBatch. A message not deleted is delivered
+    // again; the handlers are idempotent.
+    let handles: Vec<String> = messages
         .iter()
         .filter(|m| !failed.contains(&m.message_id))
-        .map(|m| queue.delete(&m.receipt_handle));
-    for result in futures::future::join_all(deletes).await {
-        if let Err(e) = result {
-            // The message will be delivered again; the handlers are idempotent.
-            tracing::warn!(function, error = %e, "delete after success failed");
+        .map(|m| m.receipt_handle.clone())
+        .collect();
+    if handles.is_empty() {
+        return;
+    }
+    match queue.delete_batch(handles).await {
+        Ok(answers) => {
+            for e in answers.into_iter().filter_map(Result::err) {
+                tracing::warn!(function, error = %e, "delete after success failed");
+            }
         }
+        Err(e) => tracing::warn!(function, error = %e, "delete after success failed"),
     }
 }
 
