@@ -197,9 +197,18 @@ async fn webhook(
 
 /// A webhook delivery of `body`, signed now.
 async fn post_signed(f: &Fixture, body: Vec<u8>) -> (StatusCode, Value) {
+    post_signed_to(&f.webhooks, f, body).await
+}
+
+/// As [`post_signed`], to the webhook endpoint `webhooks`.
+async fn post_signed_to(
+    webhooks: &axum::Router,
+    f: &Fixture,
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
     let signature = sign(&body, f.clock.now());
     call(
-        &f.webhooks,
+        webhooks,
         Request::post(payroll::WEBHOOK_PATH)
             .header(payops_core::webhook_signature::SIGNATURE_HEADER, signature)
             .body(Body::from(body))
@@ -635,6 +644,16 @@ async fn webhook_batch(f: &Fixture, events: &[Value]) -> (StatusCode, Value) {
     post_signed(f, serde_json::to_vec(events).unwrap()).await
 }
 
+/// The outcome of each event of a batched delivery's answer, in order.
+fn outcomes_of(answer: &Value) -> Vec<&str> {
+    answer["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect()
+}
+
 #[tokio::test]
 async fn a_batch_of_events_is_applied_per_payment_in_order_and_a_redelivery_changes_nothing() {
     let f = fixture();
@@ -658,12 +677,7 @@ async fn a_batch_of_events_is_applied_per_payment_in_order_and_a_redelivery_chan
     ];
     let (status, answer) = webhook_batch(&f, &events).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    let outcomes: Vec<&str> = answer["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["outcome"].as_str().unwrap())
-        .collect();
+    let outcomes = outcomes_of(&answer);
     assert_eq!(
         outcomes,
         [
@@ -761,17 +775,7 @@ async fn a_batch_that_fails_midway_answers_503_and_its_redelivery_applies_the_re
             serde_json::to_value(event).unwrap()
         })
         .collect();
-    let deliver = || {
-        let body = serde_json::to_vec(&events).unwrap();
-        let signature = sign(&body, f.clock.now());
-        call(
-            &webhooks,
-            Request::post(payroll::WEBHOOK_PATH)
-                .header(payops_core::webhook_signature::SIGNATURE_HEADER, signature)
-                .body(Body::from(body))
-                .unwrap(),
-        )
-    };
+    let deliver = || post_signed_to(&webhooks, &f, serde_json::to_vec(&events).unwrap());
     // q's move fails: the provider is told to send the whole delivery again.
     let (status, answer) = deliver().await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
@@ -783,12 +787,7 @@ async fn a_batch_that_fails_midway_answers_503_and_its_redelivery_applies_the_re
     *table.hook.key.lock().unwrap() = None;
     let (status, answer) = deliver().await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    let outcomes: Vec<&str> = answer["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["outcome"].as_str().unwrap())
-        .collect();
+    let outcomes = outcomes_of(&answer);
     assert_eq!(outcomes, ["duplicate", "applied"]);
     let (_, shown) = get(&f, &format!("/payroll/batches/{id}")).await;
     assert_eq!(shown["progress"]["counts"]["settled"], 2, "{shown}");
