@@ -1256,6 +1256,84 @@ async fn moves_of_one_payment_at_once_queue_up_instead_of_racing_at_the_table() 
     assert_eq!(shown["progress"]["counts"].get("sent"), None, "{shown}");
 }
 
+/// Counts the reads of one key.
+struct CountingGets {
+    key: payops_app::ports::Key,
+    gets: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl TableHook for CountingGets {
+    async fn before_get(&self, key: &payops_app::ports::Key) {
+        if *key == self.key {
+            self.gets.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_report_after_a_move_starts_from_the_payment_it_left_and_another_process_is_noticed() {
+    use payops_core::payroll::PaymentStatus as Ours;
+    use payroll::transitions::{MoveDetails, MoveOutcome, apply, move_writes, read_payment};
+    let f = fixture();
+    let id = approved_and_sent(&f).await;
+    let row = 5;
+    let table = Arc::new(HookedTable {
+        inner: f.payroll.table.clone(),
+        hook: CountingGets {
+            key: layout::payment_key(&id, row),
+            gets: Default::default(),
+        },
+    });
+    let payroll = Payroll {
+        table: table.clone(),
+        ..f.payroll.clone()
+    };
+    let event = |id: &str| MoveDetails {
+        event_id: Some(id.to_owned()),
+        ..MoveDetails::default()
+    };
+    let gets = || table.hook.gets.load(Ordering::SeqCst);
+    let sent = apply(&payroll, &id, row, Ours::Sent, &event("evt_sent")).await;
+    assert!(matches!(sent, Ok(MoveOutcome::Applied { .. })), "{sent:?}");
+    let before = gets();
+    // The next reports of the payment start from what the move left: no read.
+    let settled = apply(&payroll, &id, row, Ours::Settled, &event("evt_settled")).await;
+    assert!(
+        matches!(settled, Ok(MoveOutcome::Applied { .. })),
+        "{settled:?}"
+    );
+    let late = apply(&payroll, &id, row, Ours::Sent, &event("evt_sent_late")).await;
+    assert_eq!(
+        late.unwrap(),
+        MoveOutcome::Stale {
+            current: Ours::Settled
+        }
+    );
+    let again = apply(&payroll, &id, row, Ours::Settled, &event("evt_settled")).await;
+    assert_eq!(again.unwrap(), MoveOutcome::Duplicate);
+    assert_eq!(gets(), before, "no read of the payment");
+
+    // Another process reverses the payment (its own move, beside this one's copy).
+    let stored = read_payment(&f.payroll, &id, row).await.unwrap().unwrap();
+    let elsewhere = MoveDetails::default();
+    let writes = move_writes(&stored, Ours::Reversed, &elsewhere, "2026-11-22T09:30:00Z").unwrap();
+    f.payroll.table.transact(writes).await.unwrap();
+    // This process's copy says SETTLED: the move from it fails its condition, the payment is
+    // read again, and the reversal is found already made, not made twice.
+    let reversed = apply(&payroll, &id, row, Ours::Reversed, &event("evt_reversed")).await;
+    assert_eq!(
+        reversed.unwrap(),
+        MoveOutcome::Stale {
+            current: Ours::Reversed
+        }
+    );
+    assert_eq!(gets(), before + 1, "read once, after the condition failed");
+    let (_, shown) = get(&f, &format!("/payroll/batches/{id}")).await;
+    assert_eq!(shown["progress"]["counts"]["reversed"], 1, "{shown}");
+    assert_eq!(shown["progress"]["counts"].get("settled"), None, "{shown}");
+}
+
 #[tokio::test]
 async fn webhooks_landing_while_the_check_reads_a_batch_are_not_differences() {
     let f = fixture();

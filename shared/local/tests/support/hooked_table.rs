@@ -1,5 +1,5 @@
 //! A table that hands every call to the real one, with hooks where a test steps in: before a
-//! query (to make something happen between two reads) and around a transaction (to fail
+//! get or a query (to make something happen between two reads) and around a transaction (to fail
 //! chosen ones, or to count the refused ones). Shared by the test binaries that need it:
 //! `#[path = "support/hooked_table.rs"] mod hooked_table;`.
 
@@ -13,6 +13,9 @@ use payops_app::ports::{
 /// What a test does at the table's seams; each hook passes the call on unless overridden.
 #[async_trait]
 pub trait TableHook: Send + Sync {
+    /// Runs before `get` is passed on.
+    async fn before_get(&self, _key: &Key) {}
+
     /// Runs before `query` is passed on.
     async fn before_query(&self, _query: &Query) {}
 
@@ -33,6 +36,7 @@ impl<H: TableHook> Table for HookedTable<H> {
         self.inner.spec()
     }
     async fn get(&self, key: &Key) -> Result<Option<Item>, TableError> {
+        self.hook.before_get(key).await;
         self.inner.get(key).await
     }
     async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), TableError> {
