@@ -26,6 +26,7 @@ use serde::Serialize;
 
 use crate::client::HttpClient;
 use crate::runtime::{self, UpOptions};
+use crate::sqlite::DbCounts;
 
 /// How long one run may take before the benchmark gives up.
 pub const RUN_TIMEOUT_MS: u64 = 600_000;
@@ -95,6 +96,9 @@ pub struct RunFigures {
     /// CPU the whole process (server, sandbox and this client) used over `total_ms`, in ms
     /// (from /proc; 0 where it cannot be read).
     pub cpu_ms: u64,
+    /// What the embedded store's threads did over `total_ms`: the single writer's load in
+    /// units that, unlike times, do not vary with how busy the machine was.
+    pub store: DbCounts,
     /// What the sandbox saw: replays, 429s, webhook deliveries and their failed attempts.
     pub provider: Option<crate::sandbox::SandboxStats>,
     /// Throttled runs only: how the rates the sandbox saw compared with the allowed ones.
@@ -232,6 +236,8 @@ async fn run_once(
     let base = running.base_url();
     let client = HttpClient::default();
     let cpu_at_start = own_cpu_seconds();
+    let db = running.system.env.store.db().clone();
+    let store_at_start = db.counts();
     let started = Instant::now();
     let up = client
         .request(
@@ -322,6 +328,7 @@ async fn run_once(
     }
     let total = started.elapsed();
     let cpu_ms = ((own_cpu_seconds() - cpu_at_start) * 1000.0) as u64;
+    let store = counts_since(store_at_start, db.counts());
     let provider_stats = running.provider_sandbox.as_ref().map(|s| s.sandbox.stats());
     // Outside the timed window: the books must add up, or the figure means nothing.
     verify_books(&client, &base, &id, file_total).await?;
@@ -347,9 +354,25 @@ async fn run_once(
         total_ms: total.as_millis() as u64,
         payments_per_second: u64::from(rows) * 1000 / (total.as_millis() as u64).max(1),
         cpu_ms,
+        store,
         provider: provider_stats,
         throttle,
     })
+}
+
+/// The store's work between two readings of its counters.
+fn counts_since(start: DbCounts, end: DbCounts) -> DbCounts {
+    DbCounts {
+        writes: end.writes - start.writes,
+        write_groups: end.write_groups - start.write_groups,
+        reads: end.reads - start.reads,
+        read_groups: end.read_groups - start.read_groups,
+    }
+}
+
+/// Per payment, with one decimal.
+fn per(count: u64, rows: u32) -> f64 {
+    count as f64 / f64::from(rows.max(1))
 }
 
 /// How many cores `cpu_ms` of CPU kept busy on average over `wall_ms`.
@@ -511,6 +534,16 @@ pub fn print(report: &PayrollBenchReport) {
             "  CPU {} ms ({:.1} cores busy)",
             r.cpu_ms,
             cores_busy(r.cpu_ms, r.total_ms)
+        );
+        let st = &r.store;
+        println!(
+            "  store: {} writes in {} commits ({:.1} per payment), {} reads in {} read transactions ({:.1} per payment)",
+            st.writes,
+            st.write_groups,
+            per(st.writes, r.rows),
+            st.reads,
+            st.read_groups,
+            per(st.reads, r.rows)
         );
         if let Some(p) = &r.provider {
             println!(

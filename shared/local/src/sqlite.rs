@@ -13,6 +13,7 @@
 //! dozen.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
@@ -94,6 +95,34 @@ enum Job {
 
 type WriteJob = Box<dyn FnOnce(Result<&Connection, DbError>) -> (bool, Reply) + Send>;
 
+/// What the database threads have done since the store was opened: the work a run puts on
+/// the single writer, in units that do not depend on how fast the machine was.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DbCounts {
+    /// Writes run (each in its own savepoint), kept or undone.
+    pub writes: u64,
+    /// Group transactions committed or rolled back: the writer's commits.
+    pub write_groups: u64,
+    /// Reads run on the reader connection.
+    pub reads: u64,
+    /// Read transactions the reads were grouped into.
+    pub read_groups: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    writes: AtomicU64,
+    write_groups: AtomicU64,
+    reads: AtomicU64,
+    read_groups: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
 /// A handle on the database thread. Cheap to clone; the thread (and the connection) ends
 /// when the last handle is dropped.
 #[derive(Clone)]
@@ -104,6 +133,7 @@ pub struct Db {
     path: PathBuf,
     /// The checkpointer's requests; dropped with the last handle, which stops it.
     checkpointer: Arc<mpsc::Sender<CheckpointRequest>>,
+    counters: Arc<Counters>,
 }
 
 impl std::fmt::Debug for Db {
@@ -128,19 +158,22 @@ impl Db {
             path: path.to_owned(),
             source,
         })?;
+        let counters = Arc::new(Counters::default());
         let (jobs, inbox) = mpsc::channel::<Job>();
+        let writer_counters = counters.clone();
         std::thread::Builder::new()
             .name("payops-sqlite".to_owned())
-            .spawn(move || run_jobs(conn, inbox))
+            .spawn(move || run_jobs(conn, inbox, &writer_counters))
             .map_err(DbError::Spawn)?;
         let reader = open_connection(path).map_err(|source| DbError::Open {
             path: path.to_owned(),
             source,
         })?;
         let (reads, read_inbox) = mpsc::channel::<CallJob>();
+        let reader_counters = counters.clone();
         std::thread::Builder::new()
             .name("payops-sqlite-read".to_owned())
-            .spawn(move || run_reads(reader, read_inbox))
+            .spawn(move || run_reads(reader, read_inbox, &reader_counters))
             .map_err(DbError::Spawn)?;
         let (checkpointer, requests) = mpsc::channel::<CheckpointRequest>();
         std::thread::Builder::new()
@@ -152,7 +185,20 @@ impl Db {
             reads,
             path: path.to_owned(),
             checkpointer: Arc::new(checkpointer),
+            counters,
         })
+    }
+
+    /// What the database threads have done so far.
+    pub fn counts(&self) -> DbCounts {
+        let c = &self.counters;
+        let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        DbCounts {
+            writes: load(&c.writes),
+            write_groups: load(&c.write_groups),
+            reads: load(&c.reads),
+            read_groups: load(&c.read_groups),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -298,7 +344,7 @@ fn apply_migration(conn: &mut Connection, name: &str, sql: &str) -> rusqlite::Re
     tx.commit()
 }
 
-fn run_jobs(mut conn: Connection, inbox: mpsc::Receiver<Job>) {
+fn run_jobs(mut conn: Connection, inbox: mpsc::Receiver<Job>, counters: &Counters) {
     let mut next: Option<Job> = None;
     loop {
         let job = match next.take() {
@@ -311,7 +357,7 @@ fn run_jobs(mut conn: Connection, inbox: mpsc::Receiver<Job>) {
         };
         match job {
             Job::Call(f) => run_call(&mut conn, f),
-            Job::Write(first) => next = run_group(&conn, first, &inbox),
+            Job::Write(first) => next = run_group(&conn, first, &inbox, counters),
         }
     }
 }
@@ -322,7 +368,7 @@ fn run_jobs(mut conn: Connection, inbox: mpsc::Receiver<Job>) {
 /// for). What it saves: SQLite drops a connection's whole page cache when a read transaction
 /// begins after another connection committed, which under load is every time; one
 /// transaction per group reloads the B-tree's upper pages once per group, not once per read.
-fn run_reads(mut conn: Connection, inbox: mpsc::Receiver<CallJob>) {
+fn run_reads(mut conn: Connection, inbox: mpsc::Receiver<CallJob>, counters: &Counters) {
     let mut group: Vec<CallJob> = Vec::with_capacity(READ_GROUP_MAX);
     // Every handle is gone when `recv` fails: close the connection.
     while let Ok(first) = inbox.recv() {
@@ -333,6 +379,8 @@ fn run_reads(mut conn: Connection, inbox: mpsc::Receiver<CallJob>) {
                 Err(_) => break,
             }
         }
+        Counters::add(&counters.reads, group.len());
+        Counters::add(&counters.read_groups, 1);
         // A read that cannot share a transaction still runs, on its own.
         let grouped = group.len() > 1 && run_cached(&conn, "BEGIN").is_ok();
         for job in group.drain(..) {
@@ -418,7 +466,12 @@ fn run_call(conn: &mut Connection, f: CallJob) {
 
 /// Runs `first` and every write already waiting in one transaction; returns the first
 /// non-write job it took from the inbox, to run next.
-fn run_group(conn: &Connection, first: WriteJob, inbox: &mpsc::Receiver<Job>) -> Option<Job> {
+fn run_group(
+    conn: &Connection,
+    first: WriteJob,
+    inbox: &mpsc::Receiver<Job>,
+    counters: &Counters,
+) -> Option<Job> {
     if let Err(e) = run_cached(conn, "BEGIN IMMEDIATE") {
         // The reply carries the job's own outcome: the error that kept it from running.
         let (_, reply) = first(Err(e.into()));
@@ -451,6 +504,8 @@ fn run_group(conn: &Connection, first: WriteJob, inbox: &mpsc::Receiver<Job>) ->
     if committed.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
+    Counters::add(&counters.writes, replies.len());
+    Counters::add(&counters.write_groups, 1);
     for reply in replies {
         reply(committed.clone().map_err(DbError::Commit));
     }
@@ -525,6 +580,16 @@ mod tests {
             .await
             .expect("select");
         assert_eq!(rows, [1]);
+        let counts = db.counts();
+        assert_eq!(counts.writes, 2, "the undone write counts too: {counts:?}");
+        assert_eq!(counts.write_groups, 2, "one at a time: {counts:?}");
+        assert_eq!(counts.reads, 0, "`call` runs on the writer: {counts:?}");
+        let seen: i64 = db
+            .read(|c| c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)))
+            .await
+            .expect("read");
+        assert_eq!(seen, 1);
+        assert_eq!((db.counts().reads, db.counts().read_groups), (1, 1));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
