@@ -41,6 +41,8 @@ pub const CLAIM_WAIT_MS: u64 = 20_000;
 pub const CLAIM_POLL_MS: u64 = 50;
 /// Messages of one SQS batch handled at once.
 pub const MESSAGE_CONCURRENCY: usize = 10;
+/// Keys per `batch_get` (DynamoDB's `BatchGetItem` limit).
+const BATCH_GET_KEYS_MAX: usize = 100;
 
 const CLAIMED: &str = "CLAIMED";
 const DONE: &str = "DONE";
@@ -91,12 +93,9 @@ impl AccountsWorker {
                 )
             })?;
         let payers = list_of_strings(&employee, "payers");
-        all_to_the_end(
-            payers
-                .iter()
-                .map(|payer| self.ensure_payer(&m.batch_id, payer)),
-        )
-        .await?;
+        for chunk in payers.chunks(BATCH_GET_KEYS_MAX) {
+            self.ensure_payers(&m.batch_id, chunk).await?;
+        }
         let entity_key = layout::entity_key(PartyKind::Employee, &m.employee_id);
         let individual = individual_of(&employee)?;
         let holder_id = EntityId::new(
@@ -111,10 +110,22 @@ impl AccountsWorker {
             .await?,
         );
         let accounts = loan_accounts(&employee, &m.employee_id, &holder_id)?;
-        all_to_the_end(accounts.into_iter().map(|(key, request)| async move {
-            self.ensure(&key, Creation::Account(request)).await
-        }))
-        .await?;
+        for chunk in accounts.chunks(BATCH_GET_KEYS_MAX) {
+            // One read for the employee's loans instead of one each.
+            let keys: Vec<Key> = chunk.iter().map(|(key, _)| key.clone()).collect();
+            let found = p.table.batch_get(&keys).await?;
+            all_to_the_end(chunk.iter().map(|(key, request)| {
+                let current = found
+                    .iter()
+                    .find(|i| i.key().as_ref() == Some(key))
+                    .cloned();
+                async move {
+                    self.ensure_from(key, Creation::Account(request.clone()), Some(current))
+                        .await
+                }
+            }))
+            .await?;
+        }
         let messages: Vec<OutgoingMessage> = rows_of(&employee)
             .into_iter()
             .map(|row| {
@@ -129,25 +140,62 @@ impl AccountsWorker {
         Ok(())
     }
 
-    async fn ensure_payer(&self, batch_id: &str, payer_id: &str) -> Result<(), PayrollAppError> {
+    /// Makes sure the provider has `payer_ids` (at most [`BATCH_GET_KEYS_MAX`]) with their
+    /// source accounts. The payers are shared by every employee of the batch, so after the
+    /// first few employees this is two reads: the payers, then their accounts.
+    async fn ensure_payers(
+        &self,
+        batch_id: &str,
+        payer_ids: &[String],
+    ) -> Result<(), PayrollAppError> {
         let p = &self.d.payroll;
-        let item = p
-            .table
-            .get(&layout::payer_key(batch_id, payer_id))
-            .await?
-            .ok_or_else(|| {
-                PayrollAppError::Corrupt(format!("batch {batch_id} payer {payer_id}"))
+        let keys: Vec<Key> = payer_ids
+            .iter()
+            .map(|id| layout::payer_key(batch_id, id))
+            .collect();
+        let items = p.table.batch_get(&keys).await?;
+        let mut payers = Vec::with_capacity(payer_ids.len());
+        for (payer_id, payer_key) in payer_ids.iter().zip(&keys) {
+            let item = items
+                .iter()
+                .find(|i| i.key().as_ref() == Some(payer_key))
+                .ok_or_else(|| {
+                    PayrollAppError::Corrupt(format!("batch {batch_id} payer {payer_id}"))
+                })?;
+            let fingerprint = item.s(attr::SOURCE_FINGERPRINT).ok_or_else(|| {
+                PayrollAppError::Corrupt(format!("payer {payer_id}.{}", attr::SOURCE_FINGERPRINT))
             })?;
+            let account_key = layout::party_account_key(PartyKind::Payer, payer_id, fingerprint);
+            payers.push((payer_id.as_str(), item, account_key));
+        }
+        let account_keys: Vec<Key> = payers.iter().map(|(_, _, k)| k.clone()).collect();
+        let accounts = p.table.batch_get(&account_keys).await?;
+        let missing = payers.iter().filter(|(_, _, account_key)| {
+            let account = accounts
+                .iter()
+                .find(|i| i.key().as_ref() == Some(account_key));
+            provider_id_of(account).is_none()
+        });
+        all_to_the_end(missing.map(|(payer_id, item, account_key)| {
+            self.provision_payer(payer_id, item, account_key)
+        }))
+        .await?;
+        Ok(())
+    }
+
+    /// Creates the payer's entity and its source account at `account_key`, under claims.
+    async fn provision_payer(
+        &self,
+        payer_id: &str,
+        item: &Item,
+        account_key: &Key,
+    ) -> Result<(), PayrollAppError> {
         let text = |name: &str| {
             item.s(name)
                 .map(str::to_owned)
                 .ok_or_else(|| PayrollAppError::Corrupt(format!("payer {payer_id}.{name}")))
         };
         let fingerprint = text(attr::SOURCE_FINGERPRINT)?;
-        let account_key = layout::party_account_key(PartyKind::Payer, payer_id, &fingerprint);
-        if provider_id_of(p.table.get(&account_key).await?.as_ref()).is_some() {
-            return Ok(());
-        }
         let entity_key = layout::entity_key(PartyKind::Payer, payer_id);
         let holder_id = self
             .ensure(
@@ -184,17 +232,30 @@ impl AccountsWorker {
                 },
             },
         };
-        self.ensure(&account_key, Creation::Account(request))
-            .await?;
+        self.ensure(account_key, Creation::Account(request)).await?;
         Ok(())
     }
 
     /// The provider id stored at `key`, creating the object under a claim if there is none.
     async fn ensure(&self, key: &Key, creation: Creation) -> Result<String, PayrollAppError> {
+        self.ensure_from(key, creation, None).await
+    }
+
+    /// As [`Self::ensure`], starting from `read`, the item at `key` as just read (`Some(None)`:
+    /// just found missing) instead of reading it first.
+    async fn ensure_from(
+        &self,
+        key: &Key,
+        creation: Creation,
+        mut read: Option<Option<Item>>,
+    ) -> Result<String, PayrollAppError> {
         let p = &self.d.payroll;
         let mut waited_ms = 0;
         loop {
-            let current = p.table.get(key).await?;
+            let current = match read.take() {
+                Some(current) => current,
+                None => p.table.get(key).await?,
+            };
             if let Some(id) = provider_id_of(current.as_ref()) {
                 return Ok(id);
             }
