@@ -30,8 +30,7 @@ pub const ITEM_BYTES_MAX: usize = 400 * 1024;
 pub const PARTITION_KEY_BYTES_MAX: usize = 2048;
 /// DynamoDB's limit on a sort key value.
 pub const SORT_KEY_BYTES_MAX: usize = 1024;
-/// DynamoDB's BatchGetItem limit.
-pub const BATCH_GET_KEYS_MAX: usize = 100;
+pub use payops_app::ports::table::BATCH_GET_KEYS_MAX;
 /// Nesting depth of lists and maps DynamoDB accepts.
 pub const VALUE_NESTING_MAX: usize = 32;
 

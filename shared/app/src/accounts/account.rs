@@ -10,12 +10,11 @@ use payops_core::accounts::transaction::format_timestamp;
 use super::fields::{self, Object};
 use super::layout::{self, AccountRecord};
 use super::{Accounts, AccountsError};
+use crate::ports::table::BATCH_GET_KEYS_MAX;
 use crate::ports::{Condition, Key, TableError};
 
 /// Entries kept by [`CurrencyCache`] before it starts over (a bound on memory, ~10 MB).
 pub const CURRENCY_CACHE_ENTRIES_MAX: usize = 100_000;
-/// DynamoDB's limit on one BatchGetItem.
-const BATCH_GET_KEYS_MAX: usize = 100;
 
 /// Account currencies by account id. Sound because an account's currency never changes and
 /// accounts are never deleted: a cached entry can never be stale. It saves a read on every

@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use futures::FutureExt;
 
 use super::{Harness, dec, run_writes};
-use crate::ports::table::{QUERY_PAGE_ITEMS_MAX, TRANSACTION_WRITES_MAX};
+use crate::ports::table::{BATCH_GET_KEYS_MAX, QUERY_PAGE_ITEMS_MAX, TRANSACTION_WRITES_MAX};
 use crate::ports::{
     Condition, Cursor, Item, Key, Query, SortKeyRange, Table, TableError, UpdateAction, Value,
     Write,
@@ -18,8 +18,6 @@ use crate::ports::{
 const RACE_WRITERS: usize = 16;
 /// Retries of a transaction cancelled by a conflict (DynamoDB's TransactionConflict).
 const CONFLICT_RETRIES_MAX: usize = 50;
-/// Largest `batch_get` request (DynamoDB's BatchGetItem limit).
-const BATCH_GET_KEYS_MAX: usize = 100;
 
 fn key(pk: &str, sk: &str) -> Key {
     Key::new(pk, sk)

@@ -30,6 +30,7 @@ use crate::ports::provider::{
     AccountDetails, AchAccount, Corporation, CreateAccount, CreateEntity, EntityDetails, EntityId,
     IdempotencyKey, Individual, Liability, PostalAddress,
 };
+use crate::ports::table::BATCH_GET_KEYS_MAX;
 use crate::ports::{Condition, Item, Key, OutgoingMessage, TableError, UpdateAction, Value};
 
 /// How long a claim keeps other workers off a party (longer than a provider call with its
@@ -41,8 +42,6 @@ pub const CLAIM_WAIT_MS: u64 = 20_000;
 pub const CLAIM_POLL_MS: u64 = 50;
 /// Messages of one SQS batch handled at once.
 pub const MESSAGE_CONCURRENCY: usize = 10;
-/// Keys per `batch_get` (DynamoDB's `BatchGetItem` limit).
-const BATCH_GET_KEYS_MAX: usize = 100;
 
 const CLAIMED: &str = "CLAIMED";
 const DONE: &str = "DONE";

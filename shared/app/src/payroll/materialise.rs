@@ -23,7 +23,7 @@ use super::batches::{self, BatchStatus};
 use super::layout::{self, PartyKind, attr};
 use super::{Payroll, PayrollAppError};
 use crate::ports::queue::QUEUE_BATCH_MESSAGES_MAX;
-use crate::ports::table::TRANSACTION_WRITES_MAX;
+use crate::ports::table::{BATCH_GET_KEYS_MAX, TRANSACTION_WRITES_MAX};
 use crate::ports::{Condition, Item, Key, OutgoingMessage, TableError, UpdateAction, Value, Write};
 
 /// Writes of one chunk besides its marker.
@@ -32,8 +32,6 @@ pub const CHUNK_WRITES_MAX: usize = TRANSACTION_WRITES_MAX - 1;
 pub const CHUNK_CONCURRENCY: usize = 4;
 /// Queue batches sent at once.
 pub const ENQUEUE_CONCURRENCY: usize = 8;
-/// Keys per `batch_get`.
-const BATCH_GET_KEYS_MAX: usize = 100;
 
 /// The message that asks the accounts worker to provision one employee of a batch (and the
 /// payers of its rows) and then enqueue its payments.

@@ -17,6 +17,9 @@ pub const PK: &str = "pk";
 pub const SK: &str = "sk";
 /// DynamoDB's limit on the writes in one `TransactWriteItems` call.
 pub const TRANSACTION_WRITES_MAX: usize = 100;
+/// DynamoDB's limit on the keys of one `BatchGetItem` call: the most keys one
+/// [`Table::batch_get`] takes.
+pub const BATCH_GET_KEYS_MAX: usize = 100;
 /// Upper bound on a query page (DynamoDB stops at 1 MB anyway).
 pub const QUERY_PAGE_ITEMS_MAX: usize = 1000;
 

@@ -27,8 +27,7 @@ use value::{AttrMap, from_attr_map, key_map, to_attr_map};
 
 pub use cursor::CURSOR_BYTES_MAX;
 
-/// DynamoDB's limit on the keys of one `BatchGetItem` call.
-pub const BATCH_GET_KEYS_MAX: usize = 100;
+pub use payops_app::ports::table::BATCH_GET_KEYS_MAX;
 /// How many `BatchGetItem` calls one `batch_get` makes at most while DynamoDB keeps
 /// returning `UnprocessedKeys` (it does so under throttling).
 pub const BATCH_GET_ROUNDS_MAX: u32 = 6;
