@@ -1197,10 +1197,26 @@ async fn check_while_settling(f: &Fixture, id: &str, mut settling: Vec<Payment>)
         .unwrap()
 }
 
+/// What a move reported by the webhook event `event_id` records.
+fn reported_by(event_id: &str) -> payroll::transitions::MoveDetails {
+    payroll::transitions::MoveDetails {
+        event_id: Some(event_id.to_owned()),
+        ..Default::default()
+    }
+}
+
+/// The fixture's payroll on another table (a hooked one).
+fn payroll_on(f: &Fixture, table: Arc<dyn Table>) -> Payroll {
+    Payroll {
+        table,
+        ..f.payroll.clone()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moves_of_one_payment_at_once_queue_up_instead_of_racing_at_the_table() {
     use payops_core::payroll::PaymentStatus as Ours;
-    use payroll::transitions::{MoveDetails, MoveOutcome, apply};
+    use payroll::transitions::{MoveOutcome, apply};
     let f = fixture();
     let id = approved_and_sent(&f).await;
     let table = Settling {
@@ -1211,16 +1227,14 @@ async fn moves_of_one_payment_at_once_queue_up_instead_of_racing_at_the_table() 
         refused: Default::default(),
     }
     .table(f.payroll.table.clone());
-    let payroll = Payroll {
-        table: table.clone(),
-        ..f.payroll.clone()
-    };
+    let payroll = payroll_on(&f, table.clone());
     // As a provider sends them: a payment's `sent` and `settled` side by side, and `sent` twice.
-    let event = |id: &str| MoveDetails {
-        event_id: Some(id.to_owned()),
-        ..MoveDetails::default()
-    };
-    let (sent, settled, again) = (event("evt_s"), event("evt_t"), event("evt_s2"));
+
+    let (sent, settled, again) = (
+        reported_by("evt_s"),
+        reported_by("evt_t"),
+        reported_by("evt_s2"),
+    );
     let (a, b, c) = tokio::join!(
         apply(&payroll, &id, 7, Ours::Sent, &sent),
         apply(&payroll, &id, 7, Ours::Settled, &settled),
@@ -1285,33 +1299,28 @@ async fn a_report_after_a_move_starts_from_the_payment_it_left_and_another_proce
             gets: Default::default(),
         },
     });
-    let payroll = Payroll {
-        table: table.clone(),
-        ..f.payroll.clone()
-    };
-    let event = |id: &str| MoveDetails {
-        event_id: Some(id.to_owned()),
-        ..MoveDetails::default()
-    };
+    let payroll = payroll_on(&f, table.clone());
     let gets = || table.hook.gets.load(Ordering::SeqCst);
-    let sent = apply(&payroll, &id, row, Ours::Sent, &event("evt_sent")).await;
-    assert!(matches!(sent, Ok(MoveOutcome::Applied { .. })), "{sent:?}");
+    let report = |to: Ours, event_id: &str| {
+        let (payroll, id, details) = (&payroll, &id, reported_by(event_id));
+        async move { apply(payroll, id, row, to, &details).await.unwrap() }
+    };
+    let sent = report(Ours::Sent, "evt_sent").await;
+    assert!(matches!(sent, MoveOutcome::Applied { .. }), "{sent:?}");
     let before = gets();
     // The next reports of the payment start from what the move left: no read.
-    let settled = apply(&payroll, &id, row, Ours::Settled, &event("evt_settled")).await;
+    let settled = report(Ours::Settled, "evt_settled").await;
     assert!(
-        matches!(settled, Ok(MoveOutcome::Applied { .. })),
+        matches!(settled, MoveOutcome::Applied { .. }),
         "{settled:?}"
     );
-    let late = apply(&payroll, &id, row, Ours::Sent, &event("evt_sent_late")).await;
+    let current = Ours::Settled;
     assert_eq!(
-        late.unwrap(),
-        MoveOutcome::Stale {
-            current: Ours::Settled
-        }
+        report(Ours::Sent, "evt_late").await,
+        MoveOutcome::Stale { current }
     );
-    let again = apply(&payroll, &id, row, Ours::Settled, &event("evt_settled")).await;
-    assert_eq!(again.unwrap(), MoveOutcome::Duplicate);
+    let again = report(Ours::Settled, "evt_settled").await;
+    assert_eq!(again, MoveOutcome::Duplicate);
     assert_eq!(gets(), before, "no read of the payment");
 
     // Another process reverses the payment (its own move, beside this one's copy).
@@ -1321,13 +1330,9 @@ async fn a_report_after_a_move_starts_from_the_payment_it_left_and_another_proce
     f.payroll.table.transact(writes).await.unwrap();
     // This process's copy says SETTLED: the move from it fails its condition, the payment is
     // read again, and the reversal is found already made, not made twice.
-    let reversed = apply(&payroll, &id, row, Ours::Reversed, &event("evt_reversed")).await;
-    assert_eq!(
-        reversed.unwrap(),
-        MoveOutcome::Stale {
-            current: Ours::Reversed
-        }
-    );
+    let current = Ours::Reversed;
+    let reversed = report(Ours::Reversed, "evt_reversed").await;
+    assert_eq!(reversed, MoveOutcome::Stale { current });
     assert_eq!(gets(), before + 1, "read once, after the condition failed");
     let (_, shown) = get(&f, &format!("/payroll/batches/{id}")).await;
     assert_eq!(shown["progress"]["counts"]["reversed"], 1, "{shown}");
