@@ -111,29 +111,6 @@ pub struct PaymentRecord {
 }
 
 impl PaymentRecord {
-    /// The payment as [`move_writes`] leaves it after moving it to `to`.
-    pub fn after(&self, to: PaymentStatus, details: &MoveDetails) -> PaymentRecord {
-        let mut moved = self.clone();
-        moved.status = to;
-        moved.settled_before |= to == PaymentStatus::Settled;
-        if moved.provider_payment_id.is_none() {
-            moved.provider_payment_id = details.provider_payment_id.clone();
-        }
-        if let Some(event_id) = &details.event_id {
-            moved.applied_events.push((to, event_id.clone()));
-        }
-        moved
-    }
-
-    /// Whether `event_id` is the event that moved this payment to `status`.
-    pub fn applied(&self, status: PaymentStatus, event_id: &str) -> bool {
-        self.applied_events
-            .iter()
-            .any(|(s, id)| *s == status && id == event_id)
-    }
-}
-
-impl PaymentRecord {
     pub fn from_item(item: &Item) -> Result<PaymentRecord, PayrollAppError> {
         let id = item.s(attr::PAYMENT_ID).unwrap_or("?").to_owned();
         let corrupt = || PayrollAppError::Corrupt(format!("payment {id}"));
@@ -168,6 +145,27 @@ impl PaymentRecord {
                 .collect(),
             payment_id: id,
         })
+    }
+
+    /// The payment as [`move_writes`] leaves it after moving it to `to`.
+    pub fn after(&self, to: PaymentStatus, details: &MoveDetails) -> PaymentRecord {
+        let mut moved = self.clone();
+        moved.status = to;
+        moved.settled_before |= to == PaymentStatus::Settled;
+        if moved.provider_payment_id.is_none() {
+            moved.provider_payment_id = details.provider_payment_id.clone();
+        }
+        if let Some(event_id) = &details.event_id {
+            moved.applied_events.push((to, event_id.clone()));
+        }
+        moved
+    }
+
+    /// Whether `event_id` is the event that moved this payment to `status`.
+    pub fn applied(&self, status: PaymentStatus, event_id: &str) -> bool {
+        self.applied_events
+            .iter()
+            .any(|(s, id)| *s == status && id == event_id)
     }
 }
 
