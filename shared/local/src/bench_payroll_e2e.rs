@@ -328,7 +328,7 @@ async fn run_once(
     }
     let total = started.elapsed();
     let cpu_ms = ((own_cpu_seconds() - cpu_at_start) * 1000.0) as u64;
-    let store = counts_since(store_at_start, db.counts());
+    let store = db.counts() - store_at_start;
     let provider_stats = running.provider_sandbox.as_ref().map(|s| s.sandbox.stats());
     // Outside the timed window: the books must add up, or the figure means nothing.
     verify_books(&client, &base, &id, file_total).await?;
@@ -358,16 +358,6 @@ async fn run_once(
         provider: provider_stats,
         throttle,
     })
-}
-
-/// The store's work between two readings of its counters.
-fn counts_since(start: DbCounts, end: DbCounts) -> DbCounts {
-    DbCounts {
-        writes: end.writes - start.writes,
-        write_groups: end.write_groups - start.write_groups,
-        reads: end.reads - start.reads,
-        read_groups: end.read_groups - start.read_groups,
-    }
 }
 
 /// Per payment, with one decimal.

@@ -109,6 +109,20 @@ pub struct DbCounts {
     pub read_groups: u64,
 }
 
+impl std::ops::Sub for DbCounts {
+    type Output = DbCounts;
+
+    /// The work done between two readings (`later - earlier`).
+    fn sub(self, earlier: DbCounts) -> DbCounts {
+        DbCounts {
+            writes: self.writes - earlier.writes,
+            write_groups: self.write_groups - earlier.write_groups,
+            reads: self.reads - earlier.reads,
+            read_groups: self.read_groups - earlier.read_groups,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Counters {
     writes: AtomicU64,

@@ -165,28 +165,30 @@ impl AccountsWorker {
                 PayrollAppError::Corrupt(format!("payer {payer_id}.{}", attr::SOURCE_FINGERPRINT))
             })?;
             let account_key = layout::party_account_key(PartyKind::Payer, payer_id, fingerprint);
-            payers.push((payer_id.as_str(), item, account_key));
+            payers.push((payer_id.as_str(), item, fingerprint, account_key));
         }
-        let account_keys: Vec<Key> = payers.iter().map(|(_, _, k)| k.clone()).collect();
+        let account_keys: Vec<Key> = payers.iter().map(|(_, _, _, k)| k.clone()).collect();
         let accounts = p.table.batch_get(&account_keys).await?;
-        let missing = payers.iter().filter(|(_, _, account_key)| {
+        let missing = payers.iter().filter(|(_, _, _, account_key)| {
             let account = accounts
                 .iter()
                 .find(|i| i.key().as_ref() == Some(account_key));
             provider_id_of(account).is_none()
         });
-        all_to_the_end(missing.map(|(payer_id, item, account_key)| {
-            self.provision_payer(payer_id, item, account_key)
+        all_to_the_end(missing.map(|(payer_id, item, fingerprint, account_key)| {
+            self.provision_payer(payer_id, item, fingerprint, account_key)
         }))
         .await?;
         Ok(())
     }
 
-    /// Creates the payer's entity and its source account at `account_key`, under claims.
+    /// Creates the payer's entity and its source account (`fingerprint`, at `account_key`),
+    /// under claims.
     async fn provision_payer(
         &self,
         payer_id: &str,
         item: &Item,
+        fingerprint: &str,
         account_key: &Key,
     ) -> Result<(), PayrollAppError> {
         let text = |name: &str| {
@@ -194,7 +196,6 @@ impl AccountsWorker {
                 .map(str::to_owned)
                 .ok_or_else(|| PayrollAppError::Corrupt(format!("payer {payer_id}.{name}")))
         };
-        let fingerprint = text(attr::SOURCE_FINGERPRINT)?;
         let entity_key = layout::entity_key(PartyKind::Payer, payer_id);
         let holder_id = self
             .ensure(
