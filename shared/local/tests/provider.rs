@@ -1001,6 +1001,73 @@ async fn the_sandbox_keeps_its_books_across_a_restart() {
     .unwrap();
 }
 
+/// Copies the sandbox's files from `from` to `to`: what a crash at this moment leaves.
+fn crash_copy(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn after_a_crash_the_sandbox_has_what_it_saved_with_its_undelivered_webhooks() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let (live, crashed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut c = config();
+        c.state_file = Some(live.path().join(sandbox::STATE_FILE_NAME));
+        let f = Fixture::start(c.clone()).await;
+        let (src, dst) = accounts(&f.http).await;
+        let p = f
+            .http
+            .create_payment(payment("journaled", &src, &dst, 100))
+            .await
+            .unwrap();
+        f.advance_ms(100);
+        assert_eq!(f.sandbox().tick(), 1, "processing, its webhook queued");
+        f.sandbox().save().unwrap();
+        crash_copy(live.path(), crashed.path());
+        // After the crash point: another move, never saved in the crashed copy.
+        f.advance_ms(200);
+        f.sandbox().tick();
+        f.stop().await;
+
+        c.state_file = Some(crashed.path().join(sandbox::STATE_FILE_NAME));
+        let receiver = Receiver::default();
+        let (url, stop, server) = start_receiver(receiver.clone()).await;
+        c.webhook_url = Some(url);
+        let f = Fixture::start(c).await;
+        let restored = f.http.get_payment(&p.id).await.unwrap();
+        assert_eq!(restored.status, PaymentStatus::Processing);
+        assert_eq!(restored.id, p.id);
+        let replay = f
+            .http
+            .create_payment(payment("journaled", &src, &dst, 100))
+            .await
+            .unwrap();
+        assert_eq!(replay.id, p.id, "the idempotency key survived");
+        assert_eq!(f.sandbox().stats().webhooks.pending, 1);
+        // This sandbox's clock starts at t0 again; the webhook was due at t0 + 100 ms.
+        f.advance_ms(100);
+        assert_eq!(f.sandbox().deliver_due().await, 1);
+        let events = verified(&receiver, f.clock.now());
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].data.status, PaymentStatus::Processing);
+        // The lifecycle goes on from where it was saved: `sent` is due 200 ms after the
+        // `processing` of t0 + 100 ms.
+        f.advance_ms(200);
+        assert_eq!(f.sandbox().tick(), 1);
+        assert_eq!(
+            f.http.get_payment(&p.id).await.unwrap().status,
+            PaymentStatus::Sent
+        );
+        f.stop().await;
+        let _ = stop.send(());
+        server.await.unwrap();
+    })
+    .await
+    .unwrap();
+}
+
 // ---------------------------------------------------------------------------------------------
 // The shared limiter
 

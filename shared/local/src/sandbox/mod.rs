@@ -9,9 +9,11 @@
 //! [`Sandbox::deliver_due`], which `serve` calls on a timer and tests call by hand.
 //!
 //! State lives in memory and, when a state file is configured (`payops up` keeps it in the
-//! data directory), is saved every [`SNAPSHOT_INTERVAL_MS`] and at stop, so a restart of
-//! `payops up` keeps the provider's objects and idempotency keys.
+//! data directory), what changed is appended to a journal every [`JOURNAL_FLUSH_INTERVAL_MS`]
+//! and at stop ([`journal`]), so a restart of `payops up` keeps the provider's objects,
+//! idempotency keys and undelivered webhooks.
 
+pub mod journal;
 pub mod rate;
 pub mod server;
 pub mod state;
@@ -19,7 +21,6 @@ pub mod webhooks;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -43,10 +44,8 @@ pub const DEV_PROVIDER_API_KEY: &str = "sk_sandbox_payops";
 pub const DEFAULT_SANDBOX_PORT: u16 = 3001;
 /// How often `serve` moves the lifecycle and sends due webhooks.
 pub const TICK_INTERVAL_MS: u64 = 20;
-/// How often `serve` saves a changed state to the state file.
-pub const SNAPSHOT_INTERVAL_MS: u64 = 2_000;
-/// A snapshot is taken at most once per this many times its own duration.
-pub const SNAPSHOT_COST_RATIO_MAX: u32 = 50;
+/// How often `serve` appends what changed to the journal (what a crash can lose).
+pub const JOURNAL_FLUSH_INTERVAL_MS: u64 = 100;
 /// The state file's name in `payops up`'s data directory.
 pub const STATE_FILE_NAME: &str = "provider-sandbox.json";
 
@@ -150,12 +149,6 @@ impl SandboxStats {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct Snapshot {
-    state: SandboxState,
-    outbox: webhooks::Outbox,
-}
-
 pub(crate) struct Shared {
     pub(crate) config: SandboxConfig,
     pub(crate) clock: Arc<dyn Clock>,
@@ -166,7 +159,8 @@ pub(crate) struct Shared {
     pub(crate) stats: Mutex<SandboxStats>,
     target: Mutex<Option<webhooks::Target>>,
     client: HttpClient,
-    dirty: AtomicBool,
+    /// The open journal, when there is a state file. Its lock also keeps two saves apart.
+    journal: Mutex<Option<journal::Journal>>,
 }
 
 /// The sandbox: its state and behaviour, without the socket. Clone-cheap.
@@ -184,12 +178,16 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Sandbox {
     /// A sandbox with the state of `config.state_file` if it exists.
     pub fn new(config: SandboxConfig, clock: Arc<dyn Clock>) -> Result<Sandbox, SandboxError> {
-        let snapshot = match &config.state_file {
-            Some(path) if path.exists() => Some(load(path)?),
-            _ => None,
+        let (mut state, mut outbox, journal) = match &config.state_file {
+            Some(path) => {
+                let (snapshot, journal) = journal::open(path)?;
+                (snapshot.state, snapshot.outbox, Some(journal))
+            }
+            None => Default::default(),
         };
-        let (mut state, outbox) = snapshot.map(|s| (s.state, s.outbox)).unwrap_or_default();
         state.reindex();
+        state.set_journaling(journal.is_some());
+        outbox.set_journaling(journal.is_some());
         let target = config.webhook_url.clone().map(|url| webhooks::Target {
             url,
             secret: config.webhook_secret.clone(),
@@ -204,7 +202,7 @@ impl Sandbox {
                 stats: Mutex::new(SandboxStats::default()),
                 target: Mutex::new(target),
                 client: HttpClient::default(),
-                dirty: AtomicBool::new(false),
+                journal: Mutex::new(journal),
                 config,
                 clock,
             }),
@@ -223,10 +221,6 @@ impl Sandbox {
         });
     }
 
-    pub(crate) fn mark_dirty(&self) {
-        self.shared.dirty.store(true, Ordering::Relaxed);
-    }
-
     /// Moves every payment whose next step is due now and queues its webhooks. Returns the
     /// number of status changes.
     pub fn tick(&self) -> usize {
@@ -239,7 +233,6 @@ impl Sandbox {
         drop(state);
         if !events.is_empty() {
             lock(&self.shared.outbox).enqueue(&events, now, &self.shared.config.webhooks, &mut rng);
-            self.mark_dirty();
         }
         events.len()
     }
@@ -250,7 +243,7 @@ impl Sandbox {
         let Some(target) = lock(&self.shared.target).clone() else {
             return 0;
         };
-        let delivered = webhooks::deliver_due(
+        webhooks::deliver_due(
             &self.shared.outbox,
             &self.shared.rng,
             &target,
@@ -258,11 +251,7 @@ impl Sandbox {
             &self.shared.client,
             self.shared.clock.now(),
         )
-        .await;
-        if delivered > 0 {
-            self.mark_dirty();
-        }
-        delivered
+        .await
     }
 
     /// Payment and entity/account write requests accepted so far: two counters, cheap to
@@ -290,37 +279,47 @@ impl Sandbox {
         stats
     }
 
-    /// Writes the state file (if configured) when something changed since the last save.
+    /// Appends what changed since the last save to the journal (if there is a state file),
+    /// and compacts the journal into a new snapshot when it has grown enough.
     pub fn save(&self) -> Result<(), SandboxError> {
-        let Some(path) = &self.shared.config.state_file else {
+        let mut journal = lock(&self.shared.journal);
+        let Some(journal) = journal.as_mut() else {
             return Ok(());
         };
-        if !self.shared.dirty.swap(false, Ordering::Relaxed) {
+        // Both under their locks at once (state first, as everywhere), so that a line never
+        // holds a status change without the webhook it queued, or the other way round.
+        let pending = {
+            let mut state = lock(&self.shared.state);
+            let mut outbox = lock(&self.shared.outbox);
+            let mut changes = state.take_changes();
+            changes.extend(outbox.take_changes());
+            journal::Pending {
+                next_number: state.next_number(),
+                next_seq: outbox.next_seq(),
+                stats: outbox.stats(),
+                changes,
+            }
+        };
+        if pending.changes.is_empty() {
             return Ok(());
         }
-        let snapshot = Snapshot {
-            state: lock(&self.shared.state).clone(),
-            outbox: lock(&self.shared.outbox).clone(),
-        };
-        let err = |e: Box<dyn std::error::Error + Send + Sync>| SandboxError::StateFile {
-            path: path.clone(),
-            source: e,
-        };
-        let bytes = serde_json::to_vec(&snapshot).map_err(|e| err(Box::new(e)))?;
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, bytes).map_err(|e| err(Box::new(e)))?;
-        std::fs::rename(&tmp, path).map_err(|e| err(Box::new(e)))?;
+        if journal.append(pending)? {
+            let snapshot = {
+                let mut state = lock(&self.shared.state);
+                let mut outbox = lock(&self.shared.outbox);
+                // The snapshot holds these changes: the journal starts again after it.
+                state.clear_changes();
+                outbox.clear_changes();
+                journal::Snapshot {
+                    generation: journal.next_generation(),
+                    state: state.clone(),
+                    outbox: outbox.clone(),
+                }
+            };
+            journal.compact(&snapshot)?;
+        }
         Ok(())
     }
-}
-
-fn load(path: &PathBuf) -> Result<Snapshot, SandboxError> {
-    let err = |e: Box<dyn std::error::Error + Send + Sync>| SandboxError::StateFile {
-        path: path.clone(),
-        source: e,
-    };
-    let bytes = std::fs::read(path).map_err(|e| err(Box::new(e)))?;
-    serde_json::from_slice(&bytes).map_err(|e| err(Box::new(e)))
 }
 
 /// A sandbox listening on 127.0.0.1.
@@ -330,6 +329,7 @@ pub struct RunningSandbox {
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
     ticker: Option<tokio::task::JoinHandle<()>>,
+    persister: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningSandbox {
@@ -340,8 +340,8 @@ impl RunningSandbox {
     /// Stops the server and the ticker and saves the state.
     pub async fn stop(self) -> Result<(), SandboxError> {
         let _ = self.stop.send(true);
-        if let Some(t) = self.ticker {
-            let _ = t.await;
+        for task in [self.ticker, self.persister].into_iter().flatten() {
+            let _ = task.await;
         }
         let _ = self.server.await;
         self.sandbox.save()
@@ -349,8 +349,9 @@ impl RunningSandbox {
 }
 
 /// Serves `sandbox` on 127.0.0.1:`port` (0 picks a free port). With `ticking`, a timer calls
-/// [`Sandbox::tick`] and [`Sandbox::deliver_due`] every [`TICK_INTERVAL_MS`] and saves the
-/// state every [`SNAPSHOT_INTERVAL_MS`]; tests pass `false` and drive both themselves.
+/// [`Sandbox::tick`] and [`Sandbox::deliver_due`] every [`TICK_INTERVAL_MS`], and another
+/// saves what changed every [`JOURNAL_FLUSH_INTERVAL_MS`]; tests pass `false` and drive
+/// them themselves.
 pub async fn serve(
     sandbox: Sandbox,
     port: u16,
@@ -376,28 +377,21 @@ pub async fn serve(
             tracing::error!(error = %e, "provider sandbox server stopped");
         }
     });
-    let ticker = ticking.then(|| tokio::spawn(run_ticker(sandbox.clone(), stopped)));
+    let ticker = ticking.then(|| tokio::spawn(run_ticker(sandbox.clone(), stopped.clone())));
+    let persister = ticking.then(|| tokio::spawn(run_persister(sandbox.clone(), stopped)));
     Ok(RunningSandbox {
         addr,
         sandbox,
         stop,
         server,
         ticker,
+        persister,
     })
-}
-
-/// The pause before the next snapshot: [`SNAPSHOT_INTERVAL_MS`], or longer when a snapshot
-/// is slow (a state of many payments), so that saving never takes more than
-/// 1/[`SNAPSHOT_COST_RATIO_MAX`] of the time. A crash loses at most that interval.
-fn snapshot_interval(last_save: Duration) -> Duration {
-    Duration::from_millis(SNAPSHOT_INTERVAL_MS).max(last_save * SNAPSHOT_COST_RATIO_MAX)
 }
 
 async fn run_ticker(sandbox: Sandbox, mut stopped: watch::Receiver<bool>) {
     let mut interval = tokio::time::interval(Duration::from_millis(TICK_INTERVAL_MS));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_save = std::time::Instant::now();
-    let mut save_every = Duration::from_millis(SNAPSHOT_INTERVAL_MS);
     loop {
         tokio::select! {
             _ = interval.tick() => {}
@@ -405,15 +399,24 @@ async fn run_ticker(sandbox: Sandbox, mut stopped: watch::Receiver<bool>) {
         }
         sandbox.tick();
         sandbox.deliver_due().await;
-        if last_save.elapsed() >= save_every {
-            last_save = std::time::Instant::now();
-            let s = sandbox.clone();
-            match tokio::task::spawn_blocking(move || s.save()).await {
-                Ok(Err(e)) => tracing::warn!(error = %e, "provider sandbox state not saved"),
-                Err(e) => tracing::warn!(error = %e, "provider sandbox state not saved"),
-                Ok(Ok(())) => {}
-            }
-            save_every = snapshot_interval(last_save.elapsed());
+    }
+}
+
+/// Saves on its own timer, so that neither waits for the other: a compaction never holds
+/// up the lifecycle or the webhooks.
+async fn run_persister(sandbox: Sandbox, mut stopped: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(JOURNAL_FLUSH_INTERVAL_MS));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        let s = sandbox.clone();
+        match tokio::task::spawn_blocking(move || s.save()).await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "provider sandbox state not saved"),
+            Err(e) => tracing::warn!(error = %e, "provider sandbox state not saved"),
+            Ok(Ok(())) => {}
         }
     }
 }

@@ -245,7 +245,6 @@ fn post(sb: &Sandbox, path: &str, request_headers: &HeaderMap, body: &Bytes) -> 
         },
     );
     drop(state);
-    sb.mark_dirty();
     raw(status, text)
 }
 

@@ -15,6 +15,7 @@ use payops_core::payroll::check_routing;
 use serde::{Deserialize, Serialize};
 
 use super::SplitMix;
+use super::journal::Change;
 
 /// Page size when the caller gives none.
 pub const PAYMENTS_PAGE_LIMIT_DEFAULT: u32 = 25;
@@ -101,7 +102,7 @@ pub struct IdempotentAnswer {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredPayment {
+pub struct StoredPayment {
     payment: Payment,
     /// Decided at creation, so a replay or a restart does not change the outcome.
     fails: bool,
@@ -126,6 +127,12 @@ pub struct SandboxState {
     /// "path key" → answer.
     idempotency: HashMap<String, IdempotentAnswer>,
     next_number: u64,
+    /// Changes not yet journaled (kept only while `journaling`: a sandbox without a state
+    /// file would only pile them up).
+    #[serde(skip)]
+    changes: Vec<Change>,
+    #[serde(skip)]
+    journaling: bool,
 }
 
 impl SandboxState {
@@ -139,12 +146,87 @@ impl SandboxState {
             .collect();
     }
 
+    /// Keeps the changes from now on for [`SandboxState::take_changes`].
+    pub fn set_journaling(&mut self, on: bool) {
+        self.journaling = on;
+    }
+
+    /// The changes since the last call, in the order they were made.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Forgets the changes not yet taken (a snapshot holding them is being written).
+    pub fn clear_changes(&mut self) {
+        self.changes.clear();
+    }
+
+    fn record(&mut self, change: impl FnOnce() -> Change) {
+        if self.journaling {
+            self.changes.push(change());
+        }
+    }
+
+    pub fn next_number(&self) -> u64 {
+        self.next_number
+    }
+
+    /// Restores the id counter from the journal (it only grows).
+    pub fn set_next_number(&mut self, n: u64) {
+        self.next_number = self.next_number.max(n);
+    }
+
+    /// Replays a journaled change of the books (not of the outbox). Call
+    /// [`SandboxState::reindex`] after the last.
+    pub fn apply(&mut self, change: Change) {
+        match change {
+            Change::Entity(e) => {
+                self.entities.insert(e.id.clone(), e);
+            }
+            Change::Account(a) => {
+                self.accounts.insert(a.id.clone(), a);
+            }
+            Change::Payment {
+                index,
+                stored,
+                was_due_ms,
+                due_ms,
+            } => {
+                match index.cmp(&self.payments.len()) {
+                    std::cmp::Ordering::Less => self.payments[index] = stored,
+                    std::cmp::Ordering::Equal => self.payments.push(stored),
+                    // Payments are journaled in the order they were made, so no index is
+                    // skipped; one that is would point past the end.
+                    std::cmp::Ordering::Greater => {
+                        tracing::error!(index, "sandbox journal skips a payment; change ignored");
+                        return;
+                    }
+                }
+                if let Some(was) = was_due_ms {
+                    self.schedule.remove(&(was, index));
+                }
+                if let Some(due) = due_ms {
+                    self.schedule.insert((due, index));
+                }
+            }
+            Change::Answer { key, answer } => {
+                self.idempotency.insert(key, answer);
+            }
+            Change::Queued { .. } | Change::Done { .. } => {}
+        }
+    }
+
     pub fn idempotent_answer(&self, scope: &str, key: &str) -> Option<&IdempotentAnswer> {
         self.idempotency.get(&format!("{scope} {key}"))
     }
 
     pub fn remember_answer(&mut self, scope: &str, key: &str, answer: IdempotentAnswer) {
-        self.idempotency.insert(format!("{scope} {key}"), answer);
+        let key = format!("{scope} {key}");
+        self.record(|| Change::Answer {
+            key: key.clone(),
+            answer: answer.clone(),
+        });
+        self.idempotency.insert(key, answer);
     }
 
     pub fn payment_count(&self) -> usize {
@@ -204,6 +286,7 @@ impl SandboxState {
             created_at: now,
         };
         self.entities.insert(entity.id.clone(), entity.clone());
+        self.record(|| Change::Entity(entity.clone()));
         Ok(entity)
     }
 
@@ -247,6 +330,7 @@ impl SandboxState {
             created_at: now,
         };
         self.accounts.insert(account.id.clone(), account.clone());
+        self.record(|| Change::Account(account.clone()));
         Ok(account)
     }
 
@@ -303,8 +387,9 @@ impl SandboxState {
             cancels,
             reverses,
         });
-        self.schedule
-            .insert((now.timestamp_millis() + lifecycle.processing_after_ms, i));
+        let due_ms = now.timestamp_millis() + lifecycle.processing_after_ms;
+        self.schedule.insert((due_ms, i));
+        self.record_payment(i, None, Some(due_ms));
         Ok(payment)
     }
 
@@ -412,11 +497,24 @@ impl SandboxState {
                 created_at: at,
                 data: stored.payment.clone(),
             });
-            if let Some(after) = after_ms {
-                self.schedule.insert((due_ms + after, i));
+            let next_due_ms = after_ms.map(|after| due_ms + after);
+            if let Some(next) = next_due_ms {
+                self.schedule.insert((next, i));
             }
+            self.record_payment(i, Some(due_ms), next_due_ms);
         }
         events
+    }
+
+    fn record_payment(&mut self, index: usize, was_due_ms: Option<i64>, due_ms: Option<i64>) {
+        if self.journaling {
+            self.changes.push(Change::Payment {
+                index,
+                stored: self.payments[index].clone(),
+                was_due_ms,
+                due_ms,
+            });
+        }
     }
 }
 

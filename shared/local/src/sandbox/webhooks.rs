@@ -12,6 +12,7 @@ use payops_core::webhook_signature;
 use serde::{Deserialize, Serialize};
 
 use super::SplitMix;
+use super::journal::Change;
 use super::state::PPM;
 use crate::client::HttpClient;
 
@@ -67,10 +68,20 @@ impl Default for WebhookOptions {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Delivery {
+pub struct Delivery {
     body: String,
     attempts: u32,
 }
+
+impl Delivery {
+    /// A first attempt of `body`.
+    pub fn new(body: String) -> Delivery {
+        Delivery { body, attempts: 0 }
+    }
+}
+
+/// Where a delivery is in the outbox: its due time and its sequence number.
+type DueKey = (i64, u64);
 
 /// Counters of the deliveries.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,9 +96,18 @@ pub struct DeliveryStats {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Outbox {
     #[serde(with = "due_as_list")]
-    due: BTreeMap<(i64, u64), Delivery>,
+    due: BTreeMap<DueKey, Delivery>,
+    /// Taken to be sent and not yet answered: kept, so that a restart sends them again
+    /// (at least once) instead of losing them.
+    #[serde(default, with = "due_as_list")]
+    in_flight: BTreeMap<DueKey, Delivery>,
     next_seq: u64,
     stats: DeliveryStats,
+    /// Changes not yet journaled (see `SandboxState`'s).
+    #[serde(skip)]
+    changes: Vec<Change>,
+    #[serde(skip)]
+    journaling: bool,
 }
 
 impl Outbox {
@@ -126,18 +146,27 @@ impl Outbox {
 
     fn push(&mut self, due_ms: i64, body: String, attempts: u32) {
         self.next_seq += 1;
-        self.due
-            .insert((due_ms, self.next_seq), Delivery { body, attempts });
+        let delivery = Delivery { body, attempts };
+        if self.journaling {
+            self.changes.push(Change::Queued {
+                due_ms,
+                seq: self.next_seq,
+                delivery: delivery.clone(),
+            });
+        }
+        self.due.insert((due_ms, self.next_seq), delivery);
     }
 
-    /// Takes the deliveries due at `now` (at most [`DELIVERY_BATCH_MAX`]).
-    fn take_due(&mut self, now_ms: i64) -> Vec<Delivery> {
+    /// Takes the deliveries due at `now` (at most [`DELIVERY_BATCH_MAX`]), which stay in
+    /// flight until [`Outbox::finish`].
+    fn take_due(&mut self, now_ms: i64) -> Vec<(DueKey, Delivery)> {
         let mut out = Vec::new();
         while out.len() < DELIVERY_BATCH_MAX {
             match self.due.first_key_value() {
                 Some((&(due, _), _)) if due <= now_ms => {
-                    if let Some((_, d)) = self.due.pop_first() {
-                        out.push(d);
+                    if let Some((key, d)) = self.due.pop_first() {
+                        self.in_flight.insert(key, d.clone());
+                        out.push((key, d));
                     }
                 }
                 _ => break,
@@ -146,15 +175,75 @@ impl Outbox {
         out
     }
 
+    /// A delivery taken by [`Outbox::take_due`] is answered (or given up, or queued again).
+    fn finish(&mut self, key: DueKey) {
+        self.in_flight.remove(&key);
+        if self.journaling {
+            self.changes.push(Change::Done {
+                due_ms: key.0,
+                seq: key.1,
+            });
+        }
+    }
+
     pub fn stats(&self) -> DeliveryStats {
         DeliveryStats {
-            pending: self.due.len() as u64,
+            pending: (self.due.len() + self.in_flight.len()) as u64,
             ..self.stats
         }
     }
 
+    /// No delivery waits or is in flight.
     pub fn is_empty(&self) -> bool {
-        self.due.is_empty()
+        self.due.is_empty() && self.in_flight.is_empty()
+    }
+
+    /// Keeps the changes from now on for [`Outbox::take_changes`].
+    pub fn set_journaling(&mut self, on: bool) {
+        self.journaling = on;
+    }
+
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
+    }
+
+    pub fn clear_changes(&mut self) {
+        self.changes.clear();
+    }
+
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Restores the counters from the journal.
+    pub fn restore_counters(&mut self, next_seq: u64, stats: DeliveryStats) {
+        self.next_seq = self.next_seq.max(next_seq);
+        self.stats = stats;
+    }
+
+    /// Replays a journaled change of the outbox.
+    pub fn apply(&mut self, change: Change) {
+        match change {
+            Change::Queued {
+                due_ms,
+                seq,
+                delivery,
+            } => {
+                self.next_seq = self.next_seq.max(seq);
+                self.due.insert((due_ms, seq), delivery);
+            }
+            Change::Done { due_ms, seq } => {
+                self.due.remove(&(due_ms, seq));
+                self.in_flight.remove(&(due_ms, seq));
+            }
+            _ => {}
+        }
+    }
+
+    /// After a restart: what was in flight was never answered, so it is sent again.
+    pub fn requeue_in_flight(&mut self) {
+        let in_flight = std::mem::take(&mut self.in_flight);
+        self.due.extend(in_flight);
     }
 }
 
@@ -163,7 +252,7 @@ mod due_as_list {
     use super::*;
     use serde::{Deserializer, Serializer};
 
-    type Due = BTreeMap<(i64, u64), Delivery>;
+    type Due = BTreeMap<DueKey, Delivery>;
 
     pub fn serialize<S: Serializer>(due: &Due, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(due.iter().map(|(&(at, seq), d)| (at, seq, d)))
@@ -207,7 +296,7 @@ pub async fn deliver_due(
     }
     let t = now.timestamp();
     let chunks = into_chunks(batch, options.events_per_delivery);
-    let results: Vec<(Vec<Delivery>, bool)> = futures::stream::iter(chunks)
+    let results: Vec<(Vec<(DueKey, Delivery)>, bool)> = futures::stream::iter(chunks)
         .map(|chunk| async move {
             let ok = send(client, target, t, &chunk_body(&chunk)).await;
             (chunk, ok)
@@ -223,7 +312,8 @@ pub async fn deliver_due(
         .into_iter()
         .flat_map(|(chunk, ok)| chunk.into_iter().map(move |d| (d, ok)))
     {
-        let (d, ok) = d;
+        let ((key, d), ok) = d;
+        outbox.finish(key);
         if ok {
             delivered += 1;
             outbox.stats.delivered += 1;
@@ -244,19 +334,22 @@ pub async fn deliver_due(
 
 /// Consecutive deliveries grouped by at most `per_delivery` events and, for a group of more
 /// than one, [`WEBHOOK_BATCH_BYTES_MAX`] bytes.
-fn into_chunks(deliveries: Vec<Delivery>, per_delivery: usize) -> Vec<Vec<Delivery>> {
+fn into_chunks(
+    deliveries: Vec<(DueKey, Delivery)>,
+    per_delivery: usize,
+) -> Vec<Vec<(DueKey, Delivery)>> {
     let per_delivery = per_delivery.clamp(1, WEBHOOK_EVENTS_PER_DELIVERY_MAX);
-    let mut chunks: Vec<Vec<Delivery>> = Vec::new();
+    let mut chunks: Vec<Vec<(DueKey, Delivery)>> = Vec::new();
     let mut bytes = 0;
     for d in deliveries {
         let fits = chunks.last().is_some_and(|c| {
-            c.len() < per_delivery && bytes + d.body.len() + 2 <= WEBHOOK_BATCH_BYTES_MAX
+            c.len() < per_delivery && bytes + d.1.body.len() + 2 <= WEBHOOK_BATCH_BYTES_MAX
         });
         if !fits {
             chunks.push(Vec::with_capacity(per_delivery));
             bytes = 2;
         }
-        bytes += d.body.len() + 1;
+        bytes += d.1.body.len() + 1;
         // `chunks` is not empty: a chunk was pushed above if there was none.
         if let Some(chunk) = chunks.last_mut() {
             chunk.push(d);
@@ -266,14 +359,15 @@ fn into_chunks(deliveries: Vec<Delivery>, per_delivery: usize) -> Vec<Vec<Delive
 }
 
 /// One event as itself; several as a JSON array of them.
-fn chunk_body(chunk: &[Delivery]) -> std::borrow::Cow<'_, str> {
+fn chunk_body(chunk: &[(DueKey, Delivery)]) -> std::borrow::Cow<'_, str> {
     match chunk {
-        [one] => std::borrow::Cow::Borrowed(one.body.as_str()),
+        [(_, one)] => std::borrow::Cow::Borrowed(one.body.as_str()),
         many => {
-            let mut body =
-                String::with_capacity(many.iter().map(|d| d.body.len() + 1).sum::<usize>() + 1);
+            let mut body = String::with_capacity(
+                many.iter().map(|(_, d)| d.body.len() + 1).sum::<usize>() + 1,
+            );
             body.push('[');
-            for (i, d) in many.iter().enumerate() {
+            for (i, (_, d)) in many.iter().enumerate() {
                 if i > 0 {
                     body.push(',');
                 }
@@ -313,4 +407,41 @@ fn shuffle<T>(items: &mut [T], rng: &mut SplitMix) {
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A poisoned lock means a panic elsewhere; the data is still consistent for our use.
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delivery_in_flight_at_a_crash_is_sent_again_and_gone_once_answered() {
+        let mut outbox = Outbox::default();
+        outbox.set_journaling(true);
+        outbox.push(10, "{}".to_owned(), 0);
+        let taken = outbox.take_due(10);
+        assert_eq!(taken.len(), 1);
+        assert!(!outbox.is_empty(), "a delivery in flight is not done");
+        assert_eq!(outbox.stats().pending, 1);
+
+        // A snapshot taken while it is in flight, loaded after a crash.
+        let text = serde_json::to_string(&outbox).unwrap();
+        let mut loaded: Outbox = serde_json::from_str(&text).unwrap();
+        loaded.requeue_in_flight();
+        assert_eq!(loaded.take_due(10).len(), 1);
+
+        // The journal: queued, never answered.
+        let mut replayed = Outbox::default();
+        for change in outbox.take_changes() {
+            replayed.apply(change);
+        }
+        assert_eq!(replayed.take_due(10).len(), 1);
+
+        // Answered: gone, from the outbox and from what replays its journal.
+        outbox.finish(taken[0].0);
+        assert!(outbox.is_empty());
+        for change in outbox.take_changes() {
+            replayed.apply(change);
+        }
+        assert!(replayed.is_empty());
+    }
 }
