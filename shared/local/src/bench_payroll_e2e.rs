@@ -67,6 +67,12 @@ pub struct PayrollE2eArgs {
     /// status, to see which stage bounds the run.
     #[arg(long)]
     pub trace: bool,
+    /// Let the sandbox journal its books to the data directory, as `payops up` does. By
+    /// default the bench's sandbox keeps them in memory: it stands in for a provider whose
+    /// own durability costs payops nothing in production, and the run's directory is
+    /// thrown away.
+    #[arg(long)]
+    pub persist_sandbox: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -218,6 +224,7 @@ async fn run_once(
     // Unthrottled unless asked, and a lifecycle as fast as the sandbox allows.
     provider.payments_per_min = args.payments_per_min;
     provider.writes_per_min = args.writes_per_min;
+    provider.in_memory = !args.persist_sandbox;
     provider.processing_after_ms = 0;
     provider.sent_after_ms = 0;
     provider.settled_after_ms = 0;

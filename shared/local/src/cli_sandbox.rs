@@ -39,6 +39,13 @@ pub struct SandboxArgs {
     /// Do not start a sandbox (point PAYOPS_PROVIDER_URL at a provider instead).
     #[arg(long = "no-provider-sandbox", env = "PAYOPS_NO_PROVIDER_SANDBOX")]
     pub disabled: bool,
+    /// Keep the sandbox's books in memory only: no journal in the data directory, and a
+    /// restart starts from empty books (for throwaway runs, such as benchmarks).
+    #[arg(
+        long = "provider-sandbox-in-memory",
+        env = "PAYOPS_PROVIDER_SANDBOX_IN_MEMORY"
+    )]
+    pub in_memory: bool,
     /// Payments created per minute before 429 (0: unlimited).
     #[arg(long = "provider-rate-payments-per-min", env = PROVIDER_RATE_PAYMENTS_PER_MIN_ENV, default_value_t = 0)]
     pub payments_per_min: u32,
@@ -187,7 +194,9 @@ impl SandboxArgs {
                 events_per_delivery: usize::from(self.webhook_events_per_delivery),
             },
             seed: self.seed,
-            state_file: data_dir.map(|d| d.join(sandbox::STATE_FILE_NAME)),
+            state_file: data_dir
+                .filter(|_| !self.in_memory)
+                .map(|d| d.join(sandbox::STATE_FILE_NAME)),
         }
     }
 }

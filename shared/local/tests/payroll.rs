@@ -1285,6 +1285,99 @@ impl TableHook for CountingGets {
     }
 }
 
+/// The parties claimed before their provider objects were made (each once, however many
+/// workers tried).
+#[derive(Default)]
+struct CountingClaims {
+    claimed: std::sync::Mutex<std::collections::BTreeSet<payops_app::ports::Key>>,
+}
+
+impl CountingClaims {
+    fn count(&self) -> usize {
+        self.claimed.lock().unwrap().len()
+    }
+}
+
+#[async_trait::async_trait]
+impl TableHook for CountingClaims {
+    async fn before_put(
+        &self,
+        item: &payops_app::ports::Item,
+        _condition: Option<&payops_app::ports::Condition>,
+    ) {
+        if item.s(payroll::layout::attr::CLAIM_STATE) == Some("CLAIMED") {
+            self.claimed.lock().unwrap().extend(item.key());
+        }
+    }
+}
+
+#[tokio::test]
+async fn only_the_shared_payers_are_claimed_and_a_redelivered_employee_makes_nothing_twice() {
+    let f = fixture();
+    let (_, up) = upload(&f, sample()).await;
+    let id = up["batch_id"].as_str().unwrap().to_owned();
+    let exec = execution(&f, &id).await;
+    f.system.executor.wait_settled(&exec).await;
+    approve(&f, &id, json!({})).await;
+    f.system.executor.wait_settled(&exec).await;
+    let hooked = Arc::new(HookedTable {
+        inner: f.payroll.table.clone(),
+        hook: CountingClaims::default(),
+    });
+    let worker = AccountsWorker::new(Disbursement {
+        payroll: payroll_on(&f, hooked.clone()),
+        provider: f.provider.clone(),
+    });
+    let q = f.system.env.local_queue("PayrollAccountsQueue").unwrap();
+    let mut messages = Vec::new();
+    loop {
+        let batch = q
+            .receive(payops_app::ports::ReceiveOptions::default())
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        messages.extend(batch);
+    }
+    let event = sqs_event(q.as_ref(), &messages).unwrap();
+    assert!(
+        worker
+            .handle(event)
+            .await
+            .unwrap()
+            .batch_item_failures
+            .is_empty()
+    );
+    let employees = f.provider.entity_count() - 5;
+    assert_eq!(
+        employees,
+        messages.len(),
+        "one entity per employee, 5 payers"
+    );
+    assert_eq!(
+        hooked.hook.count(),
+        10,
+        "a claim for each payer's entity and account; none for an employee's own objects"
+    );
+    // The same messages again, as SQS may deliver them: every object is found, none made.
+    let (entities, accounts) = (f.provider.entity_count(), f.provider.account_count());
+    let again = sqs_event(q.as_ref(), &messages).unwrap();
+    assert!(
+        worker
+            .handle(again)
+            .await
+            .unwrap()
+            .batch_item_failures
+            .is_empty()
+    );
+    assert_eq!(
+        (f.provider.entity_count(), f.provider.account_count()),
+        (entities, accounts)
+    );
+    assert_eq!(hooked.hook.count(), 10);
+}
+
 #[tokio::test]
 async fn a_report_after_a_move_starts_from_the_payment_it_left_and_another_process_is_noticed() {
     use payops_core::payroll::PaymentStatus as Ours;

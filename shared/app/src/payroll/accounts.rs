@@ -3,11 +3,16 @@
 //! individual and a liability account per loan), then enqueue the employee's payments.
 //!
 //! Each provider object is made once, ever, even with many workers at once:
-//! 1. a claim in the table — the party item is put only if absent (or its claim expired), so
-//!    one worker at a time calls the provider for it; the others wait for its result;
-//! 2. an idempotency key derived from what the object is (`payroll-entity-emp-{id}`), so
-//!    even a worker whose claim expired mid-call, or a crash after the call, gets the same
-//!    object back from the provider instead of a second one.
+//! 1. an idempotency key derived from what the object is (`payroll-entity-emp-{id}`), so
+//!    any worker that calls again — after a redelivery, a crash after the call, or a claim
+//!    that expired mid-call — gets the same object back from the provider instead of a
+//!    second one;
+//! 2. for the payers, which every employee of the batch shares, also a claim in the table —
+//!    the party item is put only if absent (or its claim expired), so one worker at a time
+//!    calls the provider for a payer while the others wait for its result instead of
+//!    spending the provider's rate limit on the same object. An employee's own entity and
+//!    loan accounts are made by that employee's message alone, so they go without a claim
+//!    (a write fewer each; a redelivered message racing the first is answered by the key).
 //!
 //! What does not depend on each other is done side by side: the payers (shared by every
 //! employee of the batch, so after the first few employees only looked up), and the
@@ -56,6 +61,15 @@ impl AccountsWorker {
     }
 }
 
+/// Who else may make the same party at the same time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Contention {
+    /// Shared by many messages (a batch's payers): made under a claim.
+    Shared,
+    /// One message's own (an employee's entity and loans): made without a claim.
+    Own,
+}
+
 /// What to create at the provider for a party, once its claim is held.
 enum Creation {
     Entity(CreateEntity),
@@ -95,36 +109,7 @@ impl AccountsWorker {
         for chunk in payers.chunks(BATCH_GET_KEYS_MAX) {
             self.ensure_payers(&m.batch_id, chunk).await?;
         }
-        let entity_key = layout::entity_key(PartyKind::Employee, &m.employee_id);
-        let individual = individual_of(&employee)?;
-        let holder_id = EntityId::new(
-            self.ensure(
-                &entity_key,
-                Creation::Entity(CreateEntity {
-                    idempotency_key: Some(key(format!("payroll-entity-emp-{}", m.employee_id))?),
-                    external_id: Some(m.employee_id.clone()),
-                    details: EntityDetails::Individual { individual },
-                }),
-            )
-            .await?,
-        );
-        let accounts = loan_accounts(&employee, &m.employee_id, &holder_id)?;
-        for chunk in accounts.chunks(BATCH_GET_KEYS_MAX) {
-            // One read for the employee's loans instead of one each.
-            let keys: Vec<Key> = chunk.iter().map(|(key, _)| key.clone()).collect();
-            let found = p.table.batch_get(&keys).await?;
-            all_to_the_end(chunk.iter().map(|(key, request)| {
-                let current = found
-                    .iter()
-                    .find(|i| i.key().as_ref() == Some(key))
-                    .cloned();
-                async move {
-                    self.ensure_from(key, Creation::Account(request.clone()), Some(current))
-                        .await
-                }
-            }))
-            .await?;
-        }
+        self.ensure_employee(&employee, &m.employee_id).await?;
         let messages: Vec<OutgoingMessage> = rows_of(&employee)
             .into_iter()
             .map(|row| {
@@ -136,6 +121,54 @@ impl AccountsWorker {
             })
             .collect();
         send_all(p.payments_queue.as_ref(), messages).await?;
+        Ok(())
+    }
+
+    /// Makes sure the provider has the employee's entity and a liability account per loan.
+    /// One read finds what exists (the accounts' keys do not depend on the entity's id).
+    async fn ensure_employee(
+        &self,
+        employee: &Item,
+        employee_id: &str,
+    ) -> Result<(), PayrollAppError> {
+        let p = &self.d.payroll;
+        let entity_key = layout::entity_key(PartyKind::Employee, employee_id);
+        let loans = loans_of(employee, employee_id)?;
+        let mut keys = vec![entity_key.clone()];
+        keys.extend(loans.iter().map(|loan| loan.key.clone()));
+        let mut found = std::collections::HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(BATCH_GET_KEYS_MAX) {
+            for item in p.table.batch_get(chunk).await? {
+                if let Some(key) = item.key() {
+                    found.insert(key, item);
+                }
+            }
+        }
+        let individual = individual_of(employee)?;
+        let entity = Creation::Entity(CreateEntity {
+            idempotency_key: Some(key(format!("payroll-entity-emp-{employee_id}"))?),
+            external_id: Some(employee_id.to_owned()),
+            details: EntityDetails::Individual { individual },
+        });
+        let holder_id = EntityId::new(
+            self.ensure_from(
+                &entity_key,
+                entity,
+                Some(found.remove(&entity_key)),
+                Contention::Own,
+            )
+            .await?,
+        );
+        all_to_the_end(loans.into_iter().map(|loan| {
+            let current = found.remove(&loan.key);
+            let request = loan.request(employee_id, &holder_id);
+            async move {
+                let creation = Creation::Account(request?);
+                self.ensure_from(&loan.key, creation, Some(current), Contention::Own)
+                    .await
+            }
+        }))
+        .await?;
         Ok(())
     }
 
@@ -236,18 +269,22 @@ impl AccountsWorker {
         Ok(())
     }
 
-    /// The provider id stored at `key`, creating the object under a claim if there is none.
+    /// The provider id stored at `key` of a payer's party, creating the object under a claim
+    /// if there is none.
     async fn ensure(&self, key: &Key, creation: Creation) -> Result<String, PayrollAppError> {
-        self.ensure_from(key, creation, None).await
+        self.ensure_from(key, creation, None, Contention::Shared)
+            .await
     }
 
     /// As [`Self::ensure`], starting from `read`, the item at `key` as just read (`Some(None)`:
-    /// just found missing) instead of reading it first.
+    /// just found missing) instead of reading it first, and with a claim only for a
+    /// [`Contention::Shared`] party.
     async fn ensure_from(
         &self,
         key: &Key,
         creation: Creation,
         mut read: Option<Option<Item>>,
+        contention: Contention,
     ) -> Result<String, PayrollAppError> {
         let p = &self.d.payroll;
         let mut waited_ms = 0;
@@ -258,6 +295,9 @@ impl AccountsWorker {
             };
             if let Some(id) = provider_id_of(current.as_ref()) {
                 return Ok(id);
+            }
+            if contention == Contention::Own {
+                return self.create(key, &creation).await;
             }
             let now_ms = p.clock.now().timestamp_millis();
             let held_until = current
@@ -357,17 +397,45 @@ async fn all_to_the_end<T>(
     futures::future::join_all(calls).await.into_iter().collect()
 }
 
-/// The employee's loan accounts to make for the entity `holder_id`: each with its party key.
-fn loan_accounts(
-    employee: &Item,
-    employee_id: &str,
-    holder_id: &EntityId,
-) -> Result<Vec<(Key, CreateAccount)>, PayrollAppError> {
+/// One loan of an employee: its party key and what the provider needs for its account.
+struct Loan {
+    key: Key,
+    fingerprint: String,
+    plaid_id: String,
+    loan_account_number: String,
+}
+
+impl Loan {
+    /// The liability account to make for the loan, held by the entity `holder_id`.
+    fn request(
+        &self,
+        employee_id: &str,
+        holder_id: &EntityId,
+    ) -> Result<CreateAccount, PayrollAppError> {
+        let fingerprint = &self.fingerprint;
+        Ok(CreateAccount {
+            idempotency_key: Some(key(format!(
+                "payroll-account-loan-{employee_id}-{fingerprint}"
+            ))?),
+            holder_id: holder_id.clone(),
+            external_id: Some(format!("{employee_id}:{fingerprint}")),
+            details: AccountDetails::Liability {
+                liability: Liability {
+                    plaid_id: self.plaid_id.clone(),
+                    loan_account_number: Secret::new(self.loan_account_number.clone()),
+                },
+            },
+        })
+    }
+}
+
+/// The employee's loans, each with its party key.
+fn loans_of(employee: &Item, employee_id: &str) -> Result<Vec<Loan>, PayrollAppError> {
     let corrupt = || PayrollAppError::Corrupt(format!("employee {employee_id} loan"));
     let Some(Value::L(loans)) = employee.get("loans") else {
         return Err(corrupt());
     };
-    let mut accounts = Vec::with_capacity(loans.len());
+    let mut out = Vec::with_capacity(loans.len());
     for loan in loans {
         let Value::M(loan) = loan else {
             return Err(corrupt());
@@ -379,23 +447,14 @@ fn loan_accounts(
                 .ok_or_else(corrupt)
         };
         let fingerprint = text(attr::LOAN_FINGERPRINT)?;
-        let request = CreateAccount {
-            idempotency_key: Some(key(format!(
-                "payroll-account-loan-{employee_id}-{fingerprint}"
-            ))?),
-            holder_id: holder_id.clone(),
-            external_id: Some(format!("{employee_id}:{fingerprint}")),
-            details: AccountDetails::Liability {
-                liability: Liability {
-                    plaid_id: text(attr::PLAID_ID)?,
-                    loan_account_number: Secret::new(text(attr::LOAN_ACCOUNT_NUMBER)?),
-                },
-            },
-        };
-        let key = layout::party_account_key(PartyKind::Employee, employee_id, &fingerprint);
-        accounts.push((key, request));
+        out.push(Loan {
+            key: layout::party_account_key(PartyKind::Employee, employee_id, &fingerprint),
+            fingerprint,
+            plaid_id: text(attr::PLAID_ID)?,
+            loan_account_number: text(attr::LOAN_ACCOUNT_NUMBER)?,
+        });
     }
-    Ok(accounts)
+    Ok(out)
 }
 
 pub fn provider_id_of(item: Option<&Item>) -> Option<String> {

@@ -1,6 +1,6 @@
 //! A table that hands every call to the real one, with hooks where a test steps in: before a
-//! get or a query (to make something happen between two reads) and around a transaction (to fail
-//! chosen ones, or to count the refused ones). Shared by the test binaries that need it:
+//! get or a query (to make something happen between two reads), before a put (to count
+//! them) and around a transaction (to fail chosen ones, or to count the refused ones). Shared by the test binaries that need it:
 //! `#[path = "support/hooked_table.rs"] mod hooked_table;`.
 
 use std::sync::Arc;
@@ -18,6 +18,9 @@ pub trait TableHook: Send + Sync {
 
     /// Runs before `query` is passed on.
     async fn before_query(&self, _query: &Query) {}
+
+    /// Runs before `put` is passed on.
+    async fn before_put(&self, _item: &Item, _condition: Option<&Condition>) {}
 
     /// Runs the transaction: by default on the real table, unchanged.
     async fn transact(&self, inner: &dyn Table, writes: Vec<Write>) -> Result<(), TableError> {
@@ -40,6 +43,7 @@ impl<H: TableHook> Table for HookedTable<H> {
         self.inner.get(key).await
     }
     async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), TableError> {
+        self.hook.before_put(&item, condition.as_ref()).await;
         self.inner.put(item, condition).await
     }
     async fn update(
