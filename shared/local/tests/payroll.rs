@@ -164,6 +164,18 @@ async fn drain(f: &Fixture, queue: &str, handler: &dyn SqsHandler) -> usize {
     }
 }
 
+/// Uploads the sample, approves it and waits for the payments to be written: the batch's id
+/// and the upload's answer.
+async fn approved(f: &Fixture) -> (String, Value) {
+    let (_, up) = upload(f, sample()).await;
+    let id = up["batch_id"].as_str().unwrap().to_owned();
+    let exec = execution(f, &id).await;
+    f.system.executor.wait_settled(&exec).await;
+    approve(f, &id, json!({})).await;
+    f.system.executor.wait_settled(&exec).await;
+    (id, up)
+}
+
 /// Uploads the sample, approves it, waits for the payments to be written, and runs the
 /// accounts and payments workers until both queues are empty.
 async fn approved_and_sent(f: &Fixture) -> String {
@@ -506,12 +518,7 @@ async fn double_approval_approves_once_and_the_batch_settles_with_reports_and_a_
 #[tokio::test]
 async fn a_crash_between_the_provider_call_and_the_status_update_does_not_pay_twice() {
     let f = fixture();
-    let (_, up) = upload(&f, sample()).await;
-    let id = up["batch_id"].as_str().unwrap().to_owned();
-    let exec = execution(&f, &id).await;
-    f.system.executor.wait_settled(&exec).await;
-    approve(&f, &id, json!({})).await;
-    f.system.executor.wait_settled(&exec).await;
+    let (id, _) = approved(&f).await;
     drain(&f, "PayrollAccountsQueue", &f.accounts).await;
     // The first payment call reaches the provider, then the answer is lost.
     f.provider.lose_next_answer.store(true, Ordering::SeqCst);
@@ -836,12 +843,7 @@ async fn a_poison_message_reaches_the_dead_letter_queue_and_can_be_redriven() {
 async fn the_consistency_check_reports_differences_without_overwriting_and_re_enqueues_stuck_payments()
  {
     let f = fixture();
-    let (_, up) = upload(&f, sample()).await;
-    let id = up["batch_id"].as_str().unwrap().to_owned();
-    let exec = execution(&f, &id).await;
-    f.system.executor.wait_settled(&exec).await;
-    approve(&f, &id, json!({})).await;
-    f.system.executor.wait_settled(&exec).await;
+    let (id, up) = approved(&f).await;
     // The accounts messages are lost (say, purged by mistake): payments stay UNPROCESSED.
     let accounts = f.system.env.local_queue("PayrollAccountsQueue").unwrap();
     while let Ok(ms) = accounts.receive(Default::default()).await {
@@ -1067,12 +1069,7 @@ async fn the_check_pages_through_the_provider_and_applies_only_forward_moves_it_
 #[tokio::test]
 async fn a_payment_created_but_never_recorded_is_recorded_by_the_check_and_not_sent_again() {
     let f = fixture();
-    let (_, up) = upload(&f, sample()).await;
-    let id = up["batch_id"].as_str().unwrap().to_owned();
-    let exec = execution(&f, &id).await;
-    f.system.executor.wait_settled(&exec).await;
-    approve(&f, &id, json!({})).await;
-    f.system.executor.wait_settled(&exec).await;
+    let (id, _) = approved(&f).await;
     drain(&f, "PayrollAccountsQueue", &f.accounts).await;
     // Row 1 reaches the provider, the answer is lost, and its message is lost too.
     f.provider.lose_next_answer.store(true, Ordering::SeqCst);
@@ -1314,12 +1311,7 @@ impl TableHook for CountingClaims {
 #[tokio::test]
 async fn only_the_shared_payers_are_claimed_and_a_redelivered_employee_makes_nothing_twice() {
     let f = fixture();
-    let (_, up) = upload(&f, sample()).await;
-    let id = up["batch_id"].as_str().unwrap().to_owned();
-    let exec = execution(&f, &id).await;
-    f.system.executor.wait_settled(&exec).await;
-    approve(&f, &id, json!({})).await;
-    f.system.executor.wait_settled(&exec).await;
+    approved(&f).await;
     let hooked = Arc::new(HookedTable {
         inner: f.payroll.table.clone(),
         hook: CountingClaims::default(),

@@ -65,6 +65,38 @@ pub enum Change {
     },
 }
 
+/// The changes one part of the books (the state, the outbox) made since the last save, kept
+/// only while it is journaled: a sandbox without a state file would only pile them up.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeLog {
+    changes: Vec<Change>,
+    on: bool,
+}
+
+impl ChangeLog {
+    /// Keeps the changes from now on.
+    pub fn start(&mut self) {
+        self.on = true;
+    }
+
+    /// Keeps `change` (made only when it is kept).
+    pub fn record(&mut self, change: impl FnOnce() -> Change) {
+        if self.on {
+            self.changes.push(change());
+        }
+    }
+
+    /// The changes since the last call, in the order they were made.
+    pub fn take(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Forgets the changes not yet taken (a snapshot holding them is being written).
+    pub fn clear(&mut self) {
+        self.changes.clear();
+    }
+}
+
 /// The whole books at one moment.
 #[derive(Serialize, Deserialize)]
 pub struct Snapshot {

@@ -186,8 +186,10 @@ impl Sandbox {
             None => Default::default(),
         };
         state.reindex();
-        state.set_journaling(journal.is_some());
-        outbox.set_journaling(journal.is_some());
+        if journal.is_some() {
+            state.changes().start();
+            outbox.changes().start();
+        }
         let target = config.webhook_url.clone().map(|url| webhooks::Target {
             url,
             secret: config.webhook_secret.clone(),
@@ -291,8 +293,8 @@ impl Sandbox {
         let pending = {
             let mut state = lock(&self.shared.state);
             let mut outbox = lock(&self.shared.outbox);
-            let mut changes = state.take_changes();
-            changes.extend(outbox.take_changes());
+            let mut changes = state.changes().take();
+            changes.extend(outbox.changes().take());
             journal::Pending {
                 next_number: state.next_number(),
                 next_seq: outbox.next_seq(),
@@ -308,8 +310,8 @@ impl Sandbox {
                 let mut state = lock(&self.shared.state);
                 let mut outbox = lock(&self.shared.outbox);
                 // The snapshot holds these changes: the journal starts again after it.
-                state.clear_changes();
-                outbox.clear_changes();
+                state.changes().clear();
+                outbox.changes().clear();
                 journal::Snapshot {
                     generation: journal.next_generation(),
                     state: state.clone(),

@@ -15,7 +15,7 @@ use payops_core::payroll::check_routing;
 use serde::{Deserialize, Serialize};
 
 use super::SplitMix;
-use super::journal::Change;
+use super::journal::{Change, ChangeLog};
 
 /// Page size when the caller gives none.
 pub const PAYMENTS_PAGE_LIMIT_DEFAULT: u32 = 25;
@@ -127,12 +127,8 @@ pub struct SandboxState {
     /// "path key" → answer.
     idempotency: HashMap<String, IdempotentAnswer>,
     next_number: u64,
-    /// Changes not yet journaled (kept only while `journaling`: a sandbox without a state
-    /// file would only pile them up).
     #[serde(skip)]
-    changes: Vec<Change>,
-    #[serde(skip)]
-    journaling: bool,
+    log: ChangeLog,
 }
 
 impl SandboxState {
@@ -146,25 +142,9 @@ impl SandboxState {
             .collect();
     }
 
-    /// Keeps the changes from now on for [`SandboxState::take_changes`].
-    pub fn set_journaling(&mut self, on: bool) {
-        self.journaling = on;
-    }
-
-    /// The changes since the last call, in the order they were made.
-    pub fn take_changes(&mut self) -> Vec<Change> {
-        std::mem::take(&mut self.changes)
-    }
-
-    /// Forgets the changes not yet taken (a snapshot holding them is being written).
-    pub fn clear_changes(&mut self) {
-        self.changes.clear();
-    }
-
-    fn record(&mut self, change: impl FnOnce() -> Change) {
-        if self.journaling {
-            self.changes.push(change());
-        }
+    /// The changes not yet journaled.
+    pub fn changes(&mut self) -> &mut ChangeLog {
+        &mut self.log
     }
 
     pub fn next_number(&self) -> u64 {
@@ -222,7 +202,7 @@ impl SandboxState {
 
     pub fn remember_answer(&mut self, scope: &str, key: &str, answer: IdempotentAnswer) {
         let key = format!("{scope} {key}");
-        self.record(|| Change::Answer {
+        self.log.record(|| Change::Answer {
             key: key.clone(),
             answer: answer.clone(),
         });
@@ -286,7 +266,7 @@ impl SandboxState {
             created_at: now,
         };
         self.entities.insert(entity.id.clone(), entity.clone());
-        self.record(|| Change::Entity(entity.clone()));
+        self.log.record(|| Change::Entity(entity.clone()));
         Ok(entity)
     }
 
@@ -330,7 +310,7 @@ impl SandboxState {
             created_at: now,
         };
         self.accounts.insert(account.id.clone(), account.clone());
-        self.record(|| Change::Account(account.clone()));
+        self.log.record(|| Change::Account(account.clone()));
         Ok(account)
     }
 
@@ -507,14 +487,12 @@ impl SandboxState {
     }
 
     fn record_payment(&mut self, index: usize, was_due_ms: Option<i64>, due_ms: Option<i64>) {
-        if self.journaling {
-            self.changes.push(Change::Payment {
-                index,
-                stored: self.payments[index].clone(),
-                was_due_ms,
-                due_ms,
-            });
-        }
+        self.log.record(|| Change::Payment {
+            index,
+            stored: self.payments[index].clone(),
+            was_due_ms,
+            due_ms,
+        });
     }
 }
 

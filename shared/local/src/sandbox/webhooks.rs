@@ -12,7 +12,7 @@ use payops_core::webhook_signature;
 use serde::{Deserialize, Serialize};
 
 use super::SplitMix;
-use super::journal::Change;
+use super::journal::{Change, ChangeLog};
 use super::state::PPM;
 use crate::client::HttpClient;
 
@@ -103,11 +103,8 @@ pub struct Outbox {
     in_flight: BTreeMap<DueKey, Delivery>,
     next_seq: u64,
     stats: DeliveryStats,
-    /// Changes not yet journaled (see `SandboxState`'s).
     #[serde(skip)]
-    changes: Vec<Change>,
-    #[serde(skip)]
-    journaling: bool,
+    log: ChangeLog,
 }
 
 impl Outbox {
@@ -147,13 +144,12 @@ impl Outbox {
     fn push(&mut self, due_ms: i64, body: String, attempts: u32) {
         self.next_seq += 1;
         let delivery = Delivery { body, attempts };
-        if self.journaling {
-            self.changes.push(Change::Queued {
-                due_ms,
-                seq: self.next_seq,
-                delivery: delivery.clone(),
-            });
-        }
+        let seq = self.next_seq;
+        self.log.record(|| Change::Queued {
+            due_ms,
+            seq,
+            delivery: delivery.clone(),
+        });
         self.due.insert((due_ms, self.next_seq), delivery);
     }
 
@@ -178,12 +174,10 @@ impl Outbox {
     /// A delivery taken by [`Outbox::take_due`] is answered (or given up, or queued again).
     fn finish(&mut self, key: DueKey) {
         self.in_flight.remove(&key);
-        if self.journaling {
-            self.changes.push(Change::Done {
-                due_ms: key.0,
-                seq: key.1,
-            });
-        }
+        self.log.record(|| Change::Done {
+            due_ms: key.0,
+            seq: key.1,
+        });
     }
 
     pub fn stats(&self) -> DeliveryStats {
@@ -198,17 +192,9 @@ impl Outbox {
         self.due.is_empty() && self.in_flight.is_empty()
     }
 
-    /// Keeps the changes from now on for [`Outbox::take_changes`].
-    pub fn set_journaling(&mut self, on: bool) {
-        self.journaling = on;
-    }
-
-    pub fn take_changes(&mut self) -> Vec<Change> {
-        std::mem::take(&mut self.changes)
-    }
-
-    pub fn clear_changes(&mut self) {
-        self.changes.clear();
+    /// The changes not yet journaled.
+    pub fn changes(&mut self) -> &mut ChangeLog {
+        &mut self.log
     }
 
     pub fn next_seq(&self) -> u64 {
@@ -416,7 +402,7 @@ mod tests {
     #[test]
     fn a_delivery_in_flight_at_a_crash_is_sent_again_and_gone_once_answered() {
         let mut outbox = Outbox::default();
-        outbox.set_journaling(true);
+        outbox.changes().start();
         outbox.push(10, "{}".to_owned(), 0);
         let taken = outbox.take_due(10);
         assert_eq!(taken.len(), 1);
@@ -431,7 +417,7 @@ mod tests {
 
         // The journal: queued, never answered.
         let mut replayed = Outbox::default();
-        for change in outbox.take_changes() {
+        for change in outbox.changes().take() {
             replayed.apply(change);
         }
         assert_eq!(replayed.take_due(10).len(), 1);
@@ -439,7 +425,7 @@ mod tests {
         // Answered: gone, from the outbox and from what replays its journal.
         outbox.finish(taken[0].0);
         assert!(outbox.is_empty());
-        for change in outbox.take_changes() {
+        for change in outbox.changes().take() {
             replayed.apply(change);
         }
         assert!(replayed.is_empty());
