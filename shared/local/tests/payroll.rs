@@ -1133,14 +1133,14 @@ impl Settling {
 
 #[async_trait::async_trait]
 impl TableHook for Settling {
-    async fn before_query(&self, query: &Query) {
+    async fn before_query(&self, query: Query) -> Query {
         let ledger_starts =
             query.partition == layout::ledger_partition(&self.batch_id) && query.cursor.is_none();
         let next = ledger_starts
             .then(|| self.to_settle.lock().unwrap().pop())
             .flatten();
         let Some(payment) = next else {
-            return;
+            return query;
         };
         let (batch, row) =
             layout::parse_payment_id(payment.external_id.as_deref().unwrap()).unwrap();
@@ -1160,6 +1160,7 @@ impl TableHook for Settling {
             matches!(moved, payroll::transitions::MoveOutcome::Applied { .. }),
             "{moved:?}"
         );
+        query
     }
 
     async fn transact(&self, inner: &dyn Table, writes: Vec<Write>) -> Result<(), TableError> {
@@ -1368,6 +1369,46 @@ async fn only_the_shared_payers_are_claimed_and_a_redelivered_employee_makes_not
         (entities, accounts)
     );
     assert_eq!(hooked.hook.count(), 10);
+}
+
+/// Cuts every query's pages to `items_max` items.
+struct SmallPages {
+    items_max: usize,
+}
+
+#[async_trait::async_trait]
+impl TableHook for SmallPages {
+    async fn before_query(&self, query: Query) -> Query {
+        query.limit(self.items_max)
+    }
+}
+
+#[tokio::test]
+async fn the_payments_report_reads_page_after_page_and_lists_each_payment_once_in_row_order() {
+    let f = fixture();
+    let id = approved_and_sent(&f).await;
+    let whole = payroll::report::render(&f.payroll, &id, payroll::report::ReportKind::Payments)
+        .await
+        .unwrap();
+    // 426 payments on pages of 100: five pages, each next one read while one is written.
+    let paged = payroll_on(
+        &f,
+        Arc::new(HookedTable {
+            inner: f.payroll.table.clone(),
+            hook: SmallPages { items_max: 100 },
+        }),
+    );
+    let report = payroll::report::render(&paged, &id, payroll::report::ReportKind::Payments)
+        .await
+        .unwrap();
+    assert_eq!(report, whole);
+    let text = String::from_utf8(report).unwrap();
+    let rows: Vec<u32> = text
+        .lines()
+        .skip(1)
+        .map(|line| line.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(rows, (1..=426).collect::<Vec<u32>>());
 }
 
 #[tokio::test]

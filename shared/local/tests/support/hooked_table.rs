@@ -16,8 +16,10 @@ pub trait TableHook: Send + Sync {
     /// Runs before `get` is passed on.
     async fn before_get(&self, _key: &Key) {}
 
-    /// Runs before `query` is passed on.
-    async fn before_query(&self, _query: &Query) {}
+    /// Runs before `query` is passed on; what it returns is passed on.
+    async fn before_query(&self, query: Query) -> Query {
+        query
+    }
 
     /// Runs before `put` is passed on.
     async fn before_put(&self, _item: &Item, _condition: Option<&Condition>) {}
@@ -62,7 +64,7 @@ impl<H: TableHook> Table for HookedTable<H> {
         self.inner.delete(key, condition).await
     }
     async fn query(&self, query: Query) -> Result<Page, TableError> {
-        self.hook.before_query(&query).await;
+        let query = self.hook.before_query(query).await;
         self.inner.query(query).await
     }
     async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError> {
