@@ -737,6 +737,13 @@ impl LocalQueue {
         visibility_timeout_seconds: u32,
     ) -> Result<Vec<ReceivedMessage>, QueueError> {
         let now = millis(self.clock.now());
+        // Most receives find an idle queue (8 pollers per queue, every 50 ms): asking the
+        // reader first keeps them off the single writer, where an empty receive used to be
+        // a tenth of the payroll run's writes. A message that becomes visible just after
+        // this read is simply received by the next poll.
+        if !self.has_visible(now).await? {
+            return Ok(Vec::new());
+        }
         let plan = ReceivePlan {
             queue: self.config.name.clone(),
             fifo: self.config.fifo,
@@ -754,6 +761,22 @@ impl LocalQueue {
             signal(&self.signals, &dl.queue_name).notify_waiters();
         }
         Ok(delivered)
+    }
+
+    /// Whether any message is visible at `now`: read on the reader connection, beside the
+    /// writer. For FIFO queues it may say yes while every visible message's group is in
+    /// flight; the receive then finds nothing, as before.
+    async fn has_visible(&self, now: i64) -> Result<bool, QueueError> {
+        let queue = self.config.name.clone();
+        self.db
+            .read(move |c| {
+                c.prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM queue_messages WHERE queue = ?1 AND visible_at_ms <= ?2)",
+                )?
+                .query_row(params![queue, now], |r| r.get::<_, bool>(0))
+            })
+            .await
+            .map_err(unavailable)
     }
 }
 

@@ -352,6 +352,31 @@ mod local_only {
     }
 
     #[tokio::test]
+    async fn a_receive_that_finds_nothing_visible_takes_no_write() {
+        let h = LocalHarness::new().await;
+        let q = h.store.queue(config("idle")).expect("queue");
+        let counts = || h.store.db().counts();
+        let before = counts();
+        assert!(receive(&*q).await.is_empty());
+        let idle = counts() - before;
+        assert_eq!((idle.writes, idle.reads), (0, 1), "{idle:?}");
+
+        q.send_batch(vec![OutgoingMessage::new("m")])
+            .await
+            .expect("send");
+        let m = receive(&*q).await.remove(0);
+        let before = counts();
+        assert!(receive(&*q).await.is_empty(), "in flight, so not visible");
+        assert_eq!((counts() - before).writes, 0);
+
+        h.clock.advance(Duration::seconds(31));
+        let before = counts();
+        let again = receive(&*q).await;
+        assert_eq!(again[0].message_id, m.message_id, "visible again, received");
+        assert_eq!((counts() - before).writes, 1);
+    }
+
+    #[tokio::test]
     async fn a_long_poll_wakes_when_a_message_is_sent() {
         let h = LocalHarness::new().await;
         let q = h.store.queue(config("poll")).expect("queue");
