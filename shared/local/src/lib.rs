@@ -28,6 +28,7 @@ pub mod client;
 pub mod demo;
 pub mod env;
 pub mod generate;
+pub mod iam;
 pub mod logging;
 pub mod runtime;
 pub mod sandbox;

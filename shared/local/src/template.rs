@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use payops_core::schedule::Schedule;
 use serde_yaml::Value;
 
+use crate::iam::TableGrants;
+
 /// The template compiled into the binary, so `payops` works from any directory.
 pub const TEMPLATE_YAML: &str = include_str!("../../../template.yaml");
 
@@ -51,6 +53,8 @@ pub struct FunctionSpec {
     /// The cargo binary (`BuildProperties.Binary`), which is also the function's local name.
     pub binary: String,
     pub triggers: Vec<Trigger>,
+    /// What its policies allow on DynamoDB; the local runtime enforces it (see [`crate::iam`]).
+    pub table_grants: TableGrants,
 }
 
 /// An S3 → SQS notification of the data bucket.
@@ -219,6 +223,7 @@ fn function(id: &str, resource: &Value, props: &Value) -> Result<FunctionSpec, T
         logical_id: id.to_owned(),
         binary,
         triggers,
+        table_grants: TableGrants::parse(id, props.get("Policies"))?,
     })
 }
 

@@ -200,7 +200,11 @@ impl System {
         let mut workers = Vec::new();
         let mut event_functions = Vec::new();
         for spec in &env.template.functions {
-            let function = functions::build(&spec.binary, env.as_ref()).map_err(|source| {
+            let resources = crate::iam::FunctionResources {
+                env: env.as_ref(),
+                function: spec,
+            };
+            let function = functions::build(&spec.binary, &resources).map_err(|source| {
                 RuntimeError::Function {
                     name: spec.binary.clone(),
                     source,
