@@ -84,7 +84,15 @@ async fn completed(client: &HttpClient, base: &str, id: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generated_file_is_paid_once_settles_and_reports_add_up() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    // Limits far above what this file needs, so that the estimate shown at approval is
+    // computed from them (as in AWS, where the API function is given the provider's rates).
+    let server = Server::start_with_env(
+        dir.path(),
+        &[
+            ("PAYOPS_PROVIDER_RATE_PAYMENTS_PER_MIN", "600000"),
+            ("PAYOPS_PROVIDER_RATE_WRITES_PER_MIN", "600000"),
+        ],
+    );
     let base = server.base_url.clone();
     let client = HttpClient::default();
     let xml = generate_xml(&GenerateOptions::like_sample(ROWS, 7));
@@ -107,6 +115,17 @@ async fn a_generated_file_is_paid_once_settles_and_reports_add_up() {
         .filter(|o| o["already_approved"] == false)
         .count();
     assert_eq!(firsts, 1, "{a} {b}");
+    let first = if a["already_approved"] == false {
+        &a
+    } else {
+        &b
+    };
+    let estimate = &first["estimate"];
+    assert_eq!(estimate["payments"], ROWS, "{first}");
+    // 1,500 payments and their account writes at 10,000 a second: a second or two, rounded
+    // up; 0 would mean the API function was not given the rates.
+    let seconds = estimate["seconds"].as_u64().unwrap();
+    assert!((1..=5).contains(&seconds), "{first}");
 
     let done = completed(&client, &base, &id).await;
     let progress = &done["progress"];

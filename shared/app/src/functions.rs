@@ -68,8 +68,10 @@ pub const FUNCTIONS: &[(&str, Builder)] = &[
         ))))
     }),
     ("payment-webhook", |r| {
+        // Only the webhook holds the lender's signing secret.
         Ok(Function::Http(crate::payment_events::router(
             crate::payment_events::PaymentEvents::from_resources(r)?,
+            r.secret(crate::resources::WEBHOOK_SECRET_ENV)?,
         )))
     }),
     ("payment-events-processor", |r| {

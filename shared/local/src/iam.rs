@@ -1,6 +1,7 @@
-//! The IAM statements of `template.yaml`, enforced locally for DynamoDB: each function gets
-//! its tables through [`FunctionResources`], which refuses what the function's policy does
-//! not allow, as Lambda would answer `AccessDeniedException`. Without it a missing action
+//! What `template.yaml` gives each function, enforced locally: its tables come through
+//! [`FunctionResources`], which refuses what the function's IAM statements do not allow, as
+//! Lambda would answer `AccessDeniedException`, and it sees only the environment variables
+//! the template declares for it. Without it a missing action
 //! (say `dynamodb:BatchGetItem`) is found only after deploying, when every message of the
 //! function goes to its dead-letter queue; moto does not enforce IAM either.
 //!
@@ -278,7 +279,13 @@ impl Resources for FunctionResources<'_> {
         self.env.clock()
     }
 
+    /// Only the variables the template declares for the function: a setting it does not
+    /// declare is absent in Lambda, so it is absent here too (the local settings and
+    /// development defaults are shared by every function otherwise).
     fn secret(&self, env_var: &'static str) -> Result<Secret<String>, ResourceError> {
+        if !self.function.environment.contains(env_var) {
+            return Err(ResourceError::MissingEnv(env_var));
+        }
         self.env.secret(env_var)
     }
 }
@@ -480,7 +487,10 @@ mod tests {
         let key = Key::new("A", "B");
         table.put(Item::new(&key), None).await.expect("allowed");
         assert!(table.get(&key).await.expect("allowed").is_some());
-        let denied = table.batch_get(std::slice::from_ref(&key)).await.expect_err("denied");
+        let denied = table
+            .batch_get(std::slice::from_ref(&key))
+            .await
+            .expect_err("denied");
         let text = denied.to_string();
         assert!(
             text.contains("payroll-accounts") && text.contains("dynamodb:BatchGetItem"),

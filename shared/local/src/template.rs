@@ -3,7 +3,7 @@
 //! runtime needs are read; anything it does not understand is left alone, but a trigger it
 //! cannot honour is an error, not a silent omission.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use payops_core::schedule::Schedule;
 use serde_yaml::Value;
@@ -55,6 +55,9 @@ pub struct FunctionSpec {
     pub triggers: Vec<Trigger>,
     /// What its policies allow on DynamoDB; the local runtime enforces it (see [`crate::iam`]).
     pub table_grants: TableGrants,
+    /// The environment variables Lambda gives it: its own and `Globals.Function`'s. Locally a
+    /// setting it does not declare is absent for it, as in Lambda.
+    pub environment: BTreeSet<String>,
 }
 
 /// An S3 → SQS notification of the data bucket.
@@ -95,13 +98,20 @@ impl Template {
         let Some(resources) = doc.get("Resources").and_then(Value::as_mapping) else {
             return Ok(t);
         };
+        let global_environment = variable_names(
+            doc.get("Globals")
+                .and_then(|g| g.get("Function"))
+                .unwrap_or(&Value::Null),
+        );
         for (id, resource) in resources {
             let id = id.as_str().unwrap_or_default().to_owned();
             let props = resource.get("Properties").cloned().unwrap_or(Value::Null);
             match resource.get("Type").and_then(Value::as_str) {
                 Some("AWS::SQS::Queue") => t.queues.push(queue(&id, &props)?),
                 Some("AWS::Serverless::Function") => {
-                    t.functions.push(function(&id, resource, &props)?)
+                    let mut f = function(&id, resource, &props)?;
+                    f.environment.extend(global_environment.iter().cloned());
+                    t.functions.push(f)
                 }
                 Some("AWS::DynamoDB::Table") => t.tables.push(id),
                 Some("AWS::S3::Bucket") => t.notifications.extend(notifications(&id, &props)?),
@@ -224,7 +234,20 @@ fn function(id: &str, resource: &Value, props: &Value) -> Result<FunctionSpec, T
         binary,
         triggers,
         table_grants: TableGrants::parse(id, props.get("Policies"))?,
+        environment: variable_names(props),
     })
+}
+
+/// The names under `Environment.Variables` of a function's properties (or of Globals).
+fn variable_names(props: &Value) -> BTreeSet<String> {
+    props
+        .get("Environment")
+        .and_then(|e| e.get("Variables"))
+        .and_then(Value::as_mapping)
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, _)| name.as_str().map(str::to_owned))
+        .collect()
 }
 
 fn notifications(id: &str, props: &Value) -> Result<Vec<BucketNotification>, TemplateError> {
@@ -344,6 +367,36 @@ fn state_machine(id: &str, props: &Value) -> Result<StateMachineSpec, TemplateEr
 mod tests {
     use super::*;
     use payops_app::resources::{QUEUES, TABLES};
+
+    #[test]
+    fn a_function_sees_its_own_variables_and_the_globals_only() {
+        let t = Template::parse(
+            r#"
+Globals:
+  Function:
+    Environment:
+      Variables: { SHARED_TABLE: { Ref: T } }
+Resources:
+  A:
+    Type: AWS::Serverless::Function
+    Metadata: { BuildProperties: { Binary: a } }
+    Properties:
+      Environment:
+        Variables: { A_SECRET: x }
+  B:
+    Type: AWS::Serverless::Function
+    Metadata: { BuildProperties: { Binary: b } }
+    Properties: {}
+"#,
+        )
+        .expect("parses");
+        let names = |binary: &str| -> Vec<String> {
+            let f = t.function(binary).expect(binary);
+            f.environment.iter().cloned().collect()
+        };
+        assert_eq!(names("a"), ["A_SECRET", "SHARED_TABLE"]);
+        assert_eq!(names("b"), ["SHARED_TABLE"]);
+    }
 
     #[test]
     fn builtin_template_declares_every_catalogued_resource() {

@@ -119,7 +119,6 @@ fn env_with(metrics_down: bool) -> Env {
         blobs,
         metrics: metrics.clone(),
         clock: clock.clone(),
-        webhook_secret: Secret::new(SECRET.to_owned()),
     };
     Env {
         _dir: dir,
@@ -184,7 +183,8 @@ async fn failures(env: &Env, messages: Vec<SqsMessage>) -> Vec<String> {
 }
 
 async fn call(env: &Env, request: Request<Body>) -> (StatusCode, Value) {
-    let response = payment_events::router(env.state.clone())
+    let secret = Secret::new(SECRET.to_owned());
+    let response = payment_events::router(env.state.clone(), secret)
         .oneshot(request)
         .await
         .unwrap();
@@ -725,11 +725,8 @@ async fn the_sample_events_run_end_to_end() {
     // The webhook sample is signed with the dev secret at its own timestamp.
     let request = lambda_http::request::from_str(&sample("payment-webhook.json")).unwrap();
     env.clock.set(Utc.timestamp_opt(1_735_723_000, 0).unwrap());
-    let state = PaymentEvents {
-        webhook_secret: Secret::new("whsec_dev_payops".to_owned()),
-        ..env.state.clone()
-    };
-    let response = payment_events::router(state)
+    let secret = Secret::new("whsec_dev_payops".to_owned());
+    let response = payment_events::router(env.state.clone(), secret)
         .oneshot(request)
         .await
         .unwrap();

@@ -18,14 +18,11 @@ mod tests;
 
 use std::sync::Arc;
 
-use payops_core::Secret;
 use payops_core::payment_event::FieldError;
 
 use crate::HandlerError;
 use crate::ports::{BlobError, Blobs, Clock, Metrics, Queue, Table, TableError};
-use crate::resources::{
-    PAYMENT_EVENTS_QUEUE, PAYMENT_EVENTS_TABLE, ResourceError, Resources, WEBHOOK_SECRET_ENV,
-};
+use crate::resources::{PAYMENT_EVENTS_QUEUE, PAYMENT_EVENTS_TABLE, ResourceError, Resources};
 
 pub use processor::{
     FUNCTION_DIMENSION as PROCESSOR_FUNCTION, METRIC_DUPLICATES_IGNORED, METRIC_EVENTS_STORED,
@@ -45,8 +42,6 @@ pub struct PaymentEvents {
     pub blobs: Arc<dyn Blobs>,
     pub metrics: Arc<dyn Metrics>,
     pub clock: Arc<dyn Clock>,
-    /// The provider's webhook signing secret.
-    pub webhook_secret: Secret<String>,
 }
 
 impl PaymentEvents {
@@ -58,7 +53,6 @@ impl PaymentEvents {
             blobs: resources.blobs()?,
             metrics: resources.metrics()?,
             clock: resources.clock(),
-            webhook_secret: resources.secret(WEBHOOK_SECRET_ENV)?,
         })
     }
 }

@@ -173,7 +173,6 @@ fn fixture_with(queue: FakeQueue, table: FakeTable) -> Fixture {
         blobs: Arc::new(NoBlobs),
         metrics: Arc::new(NoMetrics),
         clock: clock.clone(),
-        webhook_secret: Secret::new(SECRET.to_owned()),
     };
     Fixture {
         state,
@@ -215,7 +214,11 @@ fn signed(body: &str, secret: &str, t: i64) -> Request<Body> {
 }
 
 async fn call(state: &PaymentEvents, request: Request<Body>) -> (StatusCode, Value) {
-    let response = router(state.clone()).oneshot(request).await.unwrap();
+    let secret = Secret::new(SECRET.to_owned());
+    let response = router(state.clone(), secret)
+        .oneshot(request)
+        .await
+        .unwrap();
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     let body = serde_json::from_slice(&bytes)
@@ -366,11 +369,11 @@ async fn the_sample_lambda_event_verifies_and_is_accepted() {
     let f = fixture();
     // The sample is signed with the dev secret at t=1735723000 (2025-01-01T09:16:40Z).
     f.clock.set(Utc.timestamp_opt(1_735_723_000, 0).unwrap());
-    let state = PaymentEvents {
-        webhook_secret: Secret::new("whsec_dev_payops".to_owned()),
-        ..f.state.clone()
-    };
-    let response = router(state).oneshot(request).await.unwrap();
+    let secret = Secret::new("whsec_dev_payops".to_owned());
+    let response = router(f.state.clone(), secret)
+        .oneshot(request)
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     assert_eq!(f.queue.sent.lock().unwrap().len(), 1);
 }

@@ -8,6 +8,7 @@ use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use chrono::NaiveDate;
+use payops_core::Secret;
 use payops_core::payment_event::{self, WEBHOOK_BODY_BYTES_MAX};
 use payops_core::webhook_signature::{self, SIGNATURE_HEADER, TOLERANCE_SECONDS};
 use payops_core::{Currency, payment_event::PaymentStatus};
@@ -30,8 +31,20 @@ const DAY_TOTAL_PAGES_MAX: usize = 4;
 // Any valid event fits in one queue message.
 const _: () = assert!(payment_event::CANONICAL_JSON_BYTES_MAX <= QUEUE_MESSAGE_BYTES_MAX);
 
+/// The webhook function's state: the flow's ports and the provider's signing secret, which
+/// only this function is given (the processor and the report have no use for it).
+#[derive(Clone)]
+struct WebhookState {
+    flow: PaymentEvents,
+    secret: Secret<String>,
+}
+
 /// `POST /webhooks/payment-events` and `GET /payment-events?date=YYYY-MM-DD`.
-pub fn router(state: PaymentEvents) -> Router {
+pub fn router(flow: PaymentEvents, webhook_secret: Secret<String>) -> Router {
+    let state = WebhookState {
+        flow,
+        secret: webhook_secret,
+    };
     Router::new()
         .route(
             WEBHOOK_PATH,
@@ -50,12 +63,15 @@ struct Accepted {
 /// Verifies, validates and enqueues; the processor stores. Answers as soon as the message is
 /// on the queue, so a burst from the provider is absorbed by SQS, not by the table.
 async fn receive_webhook(
-    State(state): State<PaymentEvents>,
+    State(WebhookState {
+        flow: state,
+        secret,
+    }): State<WebhookState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let body = body.map_err(body_rejected)?;
-    verify_signature(&state, &headers, &body)?;
+    verify_signature(&state, &secret, &headers, &body)?;
     let event = payment_event::parse_webhook_body(&body).map_err(|e| {
         tracing::warn!(field = e.field, reason = %e.reason, "payment event rejected");
         ApiError::bad_request(e.field, e.to_string())
@@ -92,6 +108,7 @@ fn body_rejected(rejection: BytesRejection) -> ApiError {
 
 fn verify_signature(
     state: &PaymentEvents,
+    secret: &Secret<String>,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(), ApiError> {
@@ -106,7 +123,7 @@ fn verify_signature(
         }
     };
     let now = state.clock.now().timestamp();
-    let secret = state.webhook_secret.expose().as_bytes();
+    let secret = secret.expose().as_bytes();
     webhook_signature::verify(secret, header, body, now, TOLERANCE_SECONDS).map_err(|e| {
         tracing::warn!(reason = %e, "webhook signature rejected");
         ApiError::unauthorized(e.to_string())
@@ -140,7 +157,7 @@ pub struct TotalRow {
 }
 
 async fn day_totals(
-    State(state): State<PaymentEvents>,
+    State(WebhookState { flow: state, .. }): State<WebhookState>,
     params: Result<Query<DayParams>, QueryRejection>,
 ) -> Result<Json<DayTotals>, ApiError> {
     let bad_date = || ApiError::bad_request("date", "date is required, as YYYY-MM-DD");
