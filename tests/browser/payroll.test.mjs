@@ -79,3 +79,32 @@ test('HR uploads, sorts, approves, follows and downloads a payroll batch', { tim
   assert.equal(owedTotal, fileTotal);
   assert.equal(paidTotal, fileTotal);
 });
+
+test('a file with more findings than the page lists links to every one of them', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  const server = await startPayops();
+  let browser;
+  t.after(() => stop(browser, server));
+  browser = await launchBrowser();
+  const page = await browser.newPage({ acceptDownloads: true });
+  await page.goto(`${server.url}/hr/payroll`);
+
+  // The sample's first row 1,100 times after itself: each copy repeats an employee's loan.
+  const xml = await readFile(FIXTURE, 'utf8');
+  const end = xml.indexOf('</row>') + '</row>'.length;
+  const firstRow = xml.slice(xml.indexOf('<row>'), end);
+  const many = xml.slice(0, end) + firstRow.repeat(1100) + xml.slice(end);
+  await page.setInputFiles('#file', { name: 'many.xml', mimeType: 'application/xml', buffer: Buffer.from(many) });
+  await page.click('#upload-button');
+  await page.waitForFunction(() => document.getElementById('batch-status').textContent === 'AWAITING_APPROVAL');
+  const warnings = Number(await page.textContent('#batch-warnings'));
+  assert.ok(warnings > 1100, `${warnings} warnings`);
+  assert.equal(await page.locator('#findings-table tbody tr').count(), 1000);
+  assert.ok(await page.isVisible('#findings-more'));
+  assert.equal(await page.textContent('#findings-more-text'), `Showing 1000 of ${warnings} findings.`);
+
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#dl-findings')]);
+  const csv = await readFile(await download.path(), 'utf8');
+  const lines = csv.trim().split('\n');
+  assert.equal(lines[0], 'level,row,field,reason');
+  assert.equal(lines.length, 1 + warnings);
+});

@@ -349,6 +349,48 @@ async fn a_file_with_errors_lists_every_bad_row_and_cannot_be_approved() {
 }
 
 #[tokio::test]
+async fn a_file_with_more_findings_than_listed_has_every_one_in_its_findings_csv() {
+    let f = fixture();
+    let xml = String::from_utf8(sample()).unwrap();
+    // The first row again and again after itself: each copy is a repeated-employee warning.
+    let (start, end) = (xml.find("<row>").unwrap(), xml.find("</row>").unwrap());
+    let first_row = &xml[start..end + "</row>".len()];
+    let repeats = payroll::batches::FINDINGS_LISTED_MAX + 100;
+    let copies = first_row.repeat(repeats);
+    let many = format!("{}{copies}{}", &xml[..end + 6], &xml[end + 6..]);
+    let (status, up) = upload(&f, many.into_bytes()).await;
+    assert_eq!(status, StatusCode::CREATED, "{up}");
+    let summary = &up["summary"];
+    assert_eq!(summary["findings_truncated"], true);
+    let listed = summary["warnings"].as_array().unwrap().len();
+    assert_eq!(listed, payroll::batches::FINDINGS_LISTED_MAX);
+    let warnings = up["warning_count"].as_u64().unwrap() as usize;
+    assert!(warnings > repeats, "{warnings}");
+
+    let id = up["batch_id"].as_str().unwrap();
+    let (status, csv) = get(&f, &format!("/payroll/batches/{id}/reports/findings.csv")).await;
+    assert_eq!(status, StatusCode::OK, "{csv}");
+    let csv = csv.as_str().unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("level,row,field,reason"));
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(
+        rows.len(),
+        warnings + up["error_count"].as_u64().unwrap() as usize
+    );
+    // Every copy of row 1 is there, the last one included, naming the row it repeats.
+    let last_copy = format!("warning,{},", repeats + 1);
+    let last = rows
+        .iter()
+        .find(|r| r.starts_with(&last_copy))
+        .expect(&last_copy);
+    assert!(last.contains("as row 1"), "{last}");
+
+    let (status, _) = get(&f, &format!("/payroll/batches/{id}/reports/nothing.csv")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn double_approval_approves_once_and_the_batch_settles_with_reports_and_a_balanced_ledger() {
     let f = fixture();
     let (_, up) = upload(&f, sample()).await;

@@ -14,7 +14,9 @@ use super::{BATCHES_PREFIX, Payroll, PayrollAppError};
 use crate::ports::table::QUERY_PAGE_ITEMS_MAX;
 use crate::ports::{Condition, Cursor, Item, Query, TableError, Write};
 
-/// Most findings of each level an answer lists; every one is in the summary file in S3.
+/// Most findings of each level an answer (and `summary.json`) lists; every one is in the
+/// batch's `findings.csv` (see [`findings_key`]), which the page links to when the lists are
+/// cut. A 50,000-row file of 10,000 employees has about 40,000 repeated-employee warnings.
 pub const FINDINGS_LISTED_MAX: usize = 1000;
 /// Longest file name kept (only for display).
 pub const FILE_NAME_BYTES_MAX: usize = 200;
@@ -120,6 +122,30 @@ pub fn file_key(batch_id: &str) -> String {
 pub fn summary_key(batch_id: &str) -> String {
     format!("{BATCHES_PREFIX}{batch_id}/summary.json")
 }
+/// Every finding of the file, errors then warnings, each in row order.
+pub fn findings_key(batch_id: &str) -> String {
+    format!("{BATCHES_PREFIX}{batch_id}/findings.csv")
+}
+pub const FINDINGS_FILE_NAME: &str = "findings.csv";
+
+/// `level,row,field,reason` for every finding, errors first.
+fn findings_csv(summary: &Summary) -> Result<Vec<u8>, PayrollAppError> {
+    let fail = |e: csv::Error| PayrollAppError::Join(format!("findings csv: {e}"));
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["level", "row", "field", "reason"])
+        .map_err(fail)?;
+    let levelled = [("error", &summary.errors), ("warning", &summary.warnings)];
+    for (level, findings) in levelled {
+        for f in findings.iter() {
+            let row = f.row.to_string();
+            let reason = f.reason.to_string();
+            w.write_record([level, row.as_str(), f.field.path(), reason.as_str()])
+                .map_err(fail)?;
+        }
+    }
+    w.into_inner()
+        .map_err(|e| PayrollAppError::Join(format!("findings csv: {e}")))
+}
 
 /// A new batch id: `b` and a time-ordered UUID in hex.
 pub fn new_batch_id() -> String {
@@ -200,6 +226,7 @@ pub async fn upload(p: &Payroll, upload: Upload) -> Result<BatchView, PayrollApp
     let view = summary_view(&summary);
     let summary_json = serde_json::to_vec(&view)
         .map_err(|e| PayrollAppError::Join(format!("summary not serialisable: {e}")))?;
+    let findings = findings_csv(&summary)?;
     // The file and summary first: a batch item never points at a missing object.
     p.blobs
         .put(&file_key(&batch_id), upload.body.clone(), "application/xml")
@@ -210,6 +237,9 @@ pub async fn upload(p: &Payroll, upload: Upload) -> Result<BatchView, PayrollApp
             Bytes::from(summary_json),
             "application/json",
         )
+        .await?;
+    p.blobs
+        .put(&findings_key(&batch_id), Bytes::from(findings), "text/csv")
         .await?;
     let now = p.clock.now();
     let status = if summary.is_approvable() {

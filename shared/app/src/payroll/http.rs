@@ -6,7 +6,9 @@
 //! - `GET /payroll/batches?limit=&cursor=` — newest first.
 //! - `GET /payroll/batches/{id}` — with summary, bad rows and progress.
 //! - `POST /payroll/batches/{id}/approve` — `{"approved_by"?, "allow_duplicate"?}`.
-//! - `GET /payroll/batches/{id}/reports/{payments|sources|branches}.csv`.
+//! - `GET /payroll/batches/{id}/reports/{payments|sources|branches}.csv`, and `findings.csv`:
+//!   every error and warning of the file, of which the batch lists the first
+//!   [`batches::FINDINGS_LISTED_MAX`] of each level.
 
 use axum::Json;
 use axum::Router;
@@ -248,12 +250,22 @@ async fn download(
     State(state): State<Payroll>,
     Path((id, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let kind = ReportKind::parse(&name).ok_or_else(|| {
-        ApiError::not_found("reports are payments.csv, sources.csv and branches.csv")
-    })?;
+    let unknown = || {
+        ApiError::not_found("reports are payments.csv, sources.csv, branches.csv and findings.csv")
+    };
+    let kind = match name.as_str() {
+        batches::FINDINGS_FILE_NAME => None,
+        other => Some(ReportKind::parse(other).ok_or_else(unknown)?),
+    };
     batches::load(&state, &id).await.map_err(api_error)?;
-    let body = report::render(&state, &id, kind).await.map_err(api_error)?;
-    let disposition = format!("attachment; filename=\"{id}-{}\"", kind.file_name());
+    let (body, file_name) = match kind {
+        Some(kind) => (
+            Bytes::from(report::render(&state, &id, kind).await.map_err(api_error)?),
+            kind.file_name(),
+        ),
+        None => (findings_of(&state, &id).await?, batches::FINDINGS_FILE_NAME),
+    };
+    let disposition = format!("attachment; filename=\"{id}-{file_name}\"");
     Ok((
         [
             (header::CONTENT_TYPE, CSV_CONTENT_TYPE.to_owned()),
@@ -262,6 +274,17 @@ async fn download(
         body,
     )
         .into_response())
+}
+
+/// The findings file written at upload (batches uploaded before it existed have none).
+async fn findings_of(state: &Payroll, id: &str) -> Result<Bytes, ApiError> {
+    match state.blobs.get(&batches::findings_key(id)).await {
+        Ok(Some(blob)) => Ok(blob.body),
+        Ok(None) => Err(ApiError::not_found(
+            "this batch was uploaded before findings.csv was written; upload it again",
+        )),
+        Err(e) => Err(api_error(e.into())),
+    }
 }
 
 #[cfg(test)]

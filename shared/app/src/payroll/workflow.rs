@@ -19,9 +19,20 @@ use crate::HandlerError;
 use crate::handler::TaskHandler;
 use crate::ports::{Condition, TableError, UpdateAction};
 
-/// Shortest and longest wait between two progress checks.
+/// Shortest and longest wait between two progress checks. The longest bounds the state
+/// machine's history: a check and its wait add about 9 events, and Step Functions fails an
+/// execution at 25,000, so checks at most every 15 minutes last about 29 days of ACH
+/// settlement (every minute: under two days, shorter than a slow ACH return window).
 pub const POLL_SECONDS_MIN: u64 = 1;
-pub const POLL_SECONDS_MAX: u64 = 60;
+pub const POLL_SECONDS_MAX: u64 = 900;
+/// The history events one progress round adds (Task scheduled, started, succeeded, state
+/// entered and exited, Choice entered and exited, Wait entered and exited).
+pub const HISTORY_EVENTS_PER_ROUND: u64 = 9;
+/// Step Functions' limit on a Standard execution's history.
+pub const HISTORY_EVENTS_MAX: u64 = 25_000;
+// Checks at the longest wait keep an execution alive for at least four weeks.
+const _: () =
+    assert!(HISTORY_EVENTS_MAX / HISTORY_EVENTS_PER_ROUND * POLL_SECONDS_MAX >= 28 * 86_400);
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
@@ -256,9 +267,12 @@ mod tests {
     fn doubles_while_nothing_moves_up_to_the_longest_wait() {
         assert_eq!(next_wait_seconds(500, 100, check(0, 100, 4), 4_000), 8);
         assert_eq!(
-            next_wait_seconds(500, 100, check(0, 100, 50), 50_000),
+            next_wait_seconds(500, 100, check(0, 100, 512), 512_000),
             POLL_SECONDS_MAX
         );
+        // Once things move again, the wait follows the rate seen: 400 done in 512 s with
+        // 100 left is about a minute's work, so the next check is in half of that.
+        assert_eq!(next_wait_seconds(100, 500, check(0, 100, 512), 512_000), 64);
     }
 
     #[test]

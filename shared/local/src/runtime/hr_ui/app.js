@@ -76,6 +76,15 @@ function renderFindings(batch) {
     .concat(s.warnings.map((f) => ({ ...f, level: 'warning' })))
     .sort((a, b) => a.row - b.row);
   $('no-findings').hidden = all.length > 0;
+  // The batch lists the first 1,000 of each level; every one is in findings.csv.
+  $('findings-more').hidden = !s.findings_truncated;
+  if (s.findings_truncated) {
+    const total = (batch.error_count || 0) + (batch.warning_count || 0);
+    text($('findings-more-text'), `Showing ${all.length} of ${total} findings.`);
+    const a = $('dl-findings');
+    a.href = `${API}/${encodeURIComponent(batch.batch_id)}/reports/findings.csv`;
+    a.setAttribute('download', `${batch.batch_id}-findings.csv`);
+  }
   for (const f of all) {
     const tr = document.createElement('tr');
     tr.className = `finding-${f.level}`;
