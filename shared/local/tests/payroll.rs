@@ -650,6 +650,17 @@ async fn duplicate_reordered_unknown_and_unsigned_webhooks() {
         (status, answer["outcome"].as_str()),
         (StatusCode::OK, Some("unknown_payment"))
     );
+    // A status this version does not know (a provider adds one): 200, logged, nothing moved;
+    // the nightly check against the provider's listing reports the payment.
+    let mut event =
+        serde_json::to_value(f.provider.report("evt_f", &p, Wire::Settled, f.clock.now())).unwrap();
+    event["data"]["status"] = json!("on_hold");
+    let (status, answer) = post_signed(&f, serde_json::to_vec(&event).unwrap()).await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (StatusCode::OK, Some("unknown_status")),
+        "{answer}"
+    );
     let mut gone = p.clone();
     gone.external_id = Some(layout::payment_id(&id, 99_999));
     assert_eq!(
@@ -771,6 +782,14 @@ async fn a_batch_of_events_is_applied_per_payment_in_order_and_a_redelivery_chan
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(refused["field"], "body[1]", "{refused}");
+
+    // A status this version does not know is acknowledged in its place; the rest applies.
+    let mut on_hold = event("evt_hold", p, Wire::Sent);
+    on_hold["data"]["status"] = json!("on_hold");
+    let (status, answer) = webhook_batch(&f, &[on_hold, event("evt_q1", q, Wire::Settled)]).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(outcomes_of(&answer), ["unknown_status", "duplicate"]);
+    assert_eq!(answer["events"][0]["event_id"], "evt_hold");
 }
 
 /// Fails every transaction that moves the payment at `key`, as a busy store would.

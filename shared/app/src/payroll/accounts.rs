@@ -102,7 +102,11 @@ impl AccountsWorker {
             .ok_or_else(|| {
                 PayrollAppError::invalid(
                     "employee_id",
-                    format!("batch {} has no employee {}", m.batch_id, m.employee_id),
+                    format!(
+                        "batch {} has no {}",
+                        m.batch_id,
+                        layout::employee_ref(&m.employee_id)
+                    ),
                 )
             })?;
         let payers = list_of_strings(&employee, "payers");
@@ -431,7 +435,8 @@ impl Loan {
 
 /// The employee's loans, each with its party key.
 fn loans_of(employee: &Item, employee_id: &str) -> Result<Vec<Loan>, PayrollAppError> {
-    let corrupt = || PayrollAppError::Corrupt(format!("employee {employee_id} loan"));
+    let corrupt =
+        || PayrollAppError::Corrupt(format!("{} loans", layout::employee_ref(employee_id)));
     let Some(Value::L(loans)) = employee.get("loans") else {
         return Err(corrupt());
     };
@@ -483,7 +488,7 @@ fn rows_of(item: &Item) -> Vec<u32> {
 
 fn individual_of(item: &Item) -> Result<Individual, PayrollAppError> {
     let id = item.s(attr::EMPLOYEE_ID).unwrap_or("?");
-    let corrupt = || PayrollAppError::Corrupt(format!("employee {id}"));
+    let corrupt = || PayrollAppError::Corrupt(layout::employee_ref(id));
     let text = |name: &str| item.s(name).map(str::to_owned).ok_or_else(corrupt);
     let dob = NaiveDate::parse_from_str(&text(attr::DATE_OF_BIRTH)?, "%Y-%m-%d")
         .map_err(|_| corrupt())?;

@@ -228,6 +228,12 @@ pub fn fingerprint(parts: &[&str]) -> String {
     hex
 }
 
+/// How errors and logs name an employee: a fingerprint of the id, never the id itself (ids
+/// are personal data). Ops compare it with `fingerprint(&[id])` of a suspect id.
+pub fn employee_ref(employee_id: &str) -> String {
+    format!("employee #{}", fingerprint(&[employee_id]))
+}
+
 pub fn payment_id(batch_id: &str, row: u32) -> String {
     format!("{batch_id}-r{row}")
 }
@@ -311,6 +317,18 @@ pub fn ledger_from_item(item: &Item) -> Option<LedgerTransaction> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_employee_is_named_by_a_fingerprint_that_does_not_hold_the_id() {
+        let id = "EMP-0b8e6c0e-52b5-4c3a-9d0d-1c2f3e4a5b6c";
+        let named = employee_ref(id);
+        assert!(
+            !named.contains(id) && !named.contains("0b8e6c0e"),
+            "{named}"
+        );
+        assert_eq!(named, employee_ref(id), "stable, so ops can match it");
+        assert_ne!(named, employee_ref("EMP-another"));
+    }
 
     #[test]
     fn payment_ids_parse_back() {

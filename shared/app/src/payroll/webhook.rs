@@ -5,8 +5,9 @@
 //! status, its batch's per-source and per-branch aggregates and the ledger move in one
 //! transaction, which also records the event's id on the payment. A redelivered event is
 //! recognised by that id; a late or out-of-order status that would move the payment
-//! backwards changes nothing; an event for a payment we do not know is logged and
-//! acknowledged (200), so the provider does not disable the endpoint. Only a store outage answers 503, which the provider retries.
+//! backwards changes nothing; an event for a payment we do not know, or with a status this
+//! version does not know, is logged and acknowledged (200), so the provider does not disable
+//! the endpoint. Only a store outage answers 503, which the provider retries.
 //!
 //! A provider may also batch events: the body is then a JSON array of events (at most
 //! [`WEBHOOK_EVENTS_PER_DELIVERY_MAX`]), signed as a whole, and the answer lists an outcome
@@ -32,7 +33,9 @@ use super::layout;
 use super::transitions::{self, MoveDetails, MoveOutcome};
 use super::{Payroll, PayrollAppError};
 use crate::http::ApiError;
-use crate::ports::provider::{EVENT_PAYMENT_UPDATED, REQUEST_BODY_BYTES_MAX, WebhookEvent};
+use crate::ports::provider::{
+    EVENT_PAYMENT_UPDATED, PaymentStatus as ProviderStatus, REQUEST_BODY_BYTES_MAX, WebhookEvent,
+};
 
 pub const WEBHOOK_PATH: &str = "/webhooks/provider";
 /// Most events in one batched delivery.
@@ -62,7 +65,7 @@ pub fn webhook_router(payroll: Payroll, secret: Secret<String>) -> Router {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WebhookAnswer {
     pub event_id: String,
-    /// `applied`, `stale`, `duplicate`, `unknown_payment` or `ignored`.
+    /// `applied`, `stale`, `duplicate`, `unknown_payment`, `unknown_status` or `ignored`.
     pub outcome: &'static str,
 }
 
@@ -74,20 +77,41 @@ pub struct WebhookBatchAnswer {
 
 /// A delivery's body: one event, or a batch of them.
 enum Delivery {
-    One(Box<WebhookEvent>),
-    Batch(Vec<WebhookEvent>),
+    One(Incoming),
+    Batch(Vec<Incoming>),
+}
+
+/// One event of a delivery.
+enum Incoming {
+    Known(Box<WebhookEvent>),
+    /// An event whose status this version does not know (a provider adds statuses):
+    /// acknowledged and logged, not applied. Refusing it would have the provider retry it
+    /// for days and perhaps disable the endpoint; the nightly check against the provider's
+    /// listing reports the payment.
+    UnknownStatus {
+        event_id: String,
+        status: String,
+    },
 }
 
 fn parse_delivery(body: &[u8]) -> Result<Delivery, ApiError> {
     let is_batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
     if !is_batch {
-        return serde_json::from_slice(body)
-            .map(|event| Delivery::One(Box::new(event)))
-            .map_err(|e| ApiError::bad_request("body", format!("not a provider event: {e}")));
+        return match serde_json::from_slice::<WebhookEvent>(body) {
+            Ok(event) => Ok(Delivery::One(Incoming::Known(Box::new(event)))),
+            Err(e) => serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| unknown_status(&v))
+                .map(Delivery::One)
+                .ok_or_else(|| ApiError::bad_request("body", format!("not a provider event: {e}"))),
+        };
     }
-    let events: Vec<WebhookEvent> = match serde_json::from_slice(body) {
-        Ok(events) => events,
-        Err(e) => return Err(bad_batch(body, e)),
+    let events: Vec<Incoming> = match serde_json::from_slice::<Vec<WebhookEvent>>(body) {
+        Ok(events) => events
+            .into_iter()
+            .map(|e| Incoming::Known(Box::new(e)))
+            .collect(),
+        Err(e) => read_batch_leniently(body, e)?,
     };
     if events.is_empty() || events.len() > WEBHOOK_EVENTS_PER_DELIVERY_MAX {
         return Err(ApiError::bad_request(
@@ -101,21 +125,48 @@ fn parse_delivery(body: &[u8]) -> Result<Delivery, ApiError> {
     Ok(Delivery::Batch(events))
 }
 
-/// Names the element of a refused batch that is not an event (read again, only on this
-/// error path, as plain JSON values).
-fn bad_batch(body: &[u8], e: serde_json::Error) -> ApiError {
-    let Ok(values) = serde_json::from_slice::<Vec<serde_json::Value>>(body) else {
-        return ApiError::bad_request("body", format!("not a list of events: {e}"));
-    };
-    for (i, value) in values.into_iter().enumerate() {
-        if let Err(e) = serde_json::from_value::<WebhookEvent>(value) {
-            return ApiError::bad_request(
-                format!("body[{i}]"),
-                format!("not a provider event: {e}"),
-            );
-        }
+/// `Some` when `value` is a valid event but for a `data.status` this version does not know.
+fn unknown_status(value: &serde_json::Value) -> Option<Incoming> {
+    let status = value.get("data")?.get("status")?.as_str()?;
+    if ProviderStatus::ALL.iter().any(|s| s.as_str() == status) {
+        return None;
     }
-    ApiError::bad_request("body", format!("not a list of events: {e}"))
+    let mut known = value.clone();
+    known["data"]["status"] = serde_json::Value::from(ProviderStatus::Pending.as_str());
+    let event = serde_json::from_value::<WebhookEvent>(known).ok()?;
+    Some(Incoming::UnknownStatus {
+        event_id: event.id.as_str().to_owned(),
+        status: status.chars().take(UNKNOWN_STATUS_CHARS_LOGGED).collect(),
+    })
+}
+
+/// Longest unknown status word logged (it comes from outside).
+const UNKNOWN_STATUS_CHARS_LOGGED: usize = 40;
+
+/// Reads a batch element by element (only on the error path): events with a status this
+/// version does not know are kept as such; any other bad element refuses the batch, named.
+fn read_batch_leniently(body: &[u8], e: serde_json::Error) -> Result<Vec<Incoming>, ApiError> {
+    let Ok(values) = serde_json::from_slice::<Vec<serde_json::Value>>(body) else {
+        return Err(ApiError::bad_request(
+            "body",
+            format!("not a list of events: {e}"),
+        ));
+    };
+    values
+        .into_iter()
+        .enumerate()
+        .map(
+            |(i, value)| match serde_json::from_value::<WebhookEvent>(value.clone()) {
+                Ok(event) => Ok(Incoming::Known(Box::new(event))),
+                Err(e) => unknown_status(&value).ok_or_else(|| {
+                    ApiError::bad_request(
+                        format!("body[{i}]"),
+                        format!("not a provider event: {e}"),
+                    )
+                }),
+            },
+        )
+        .collect()
 }
 
 async fn receive(
@@ -143,20 +194,53 @@ async fn receive(
         outcome,
     };
     Ok(match parse_delivery(&body)? {
-        Delivery::One(event) => {
+        Delivery::One(Incoming::Known(event)) => {
             let outcome = handle_event(&state, &event).await.map_err(failed)?;
             (StatusCode::OK, Json(answer(&event, outcome))).into_response()
         }
-        Delivery::Batch(events) => {
-            let outcomes = handle_events(&state, &events).await.map_err(failed)?;
-            let events = events
+        Delivery::One(unknown) => {
+            (StatusCode::OK, Json(acknowledge_unknown(&unknown))).into_response()
+        }
+        Delivery::Batch(incoming) => {
+            let known: Vec<WebhookEvent> = incoming
                 .iter()
-                .zip(outcomes)
-                .map(|(event, outcome)| answer(event, outcome))
+                .filter_map(|i| match i {
+                    Incoming::Known(event) => Some(event.as_ref().clone()),
+                    Incoming::UnknownStatus { .. } => None,
+                })
+                .collect();
+            // One outcome per known event, in their order.
+            let mut outcomes = handle_events(&state, &known)
+                .await
+                .map_err(failed)?
+                .into_iter();
+            let events = incoming
+                .iter()
+                .map(|i| match i {
+                    Incoming::Known(event) => answer(event, outcomes.next().unwrap_or("ignored")),
+                    unknown => acknowledge_unknown(unknown),
+                })
                 .collect();
             (StatusCode::OK, Json(WebhookBatchAnswer { events })).into_response()
         }
     })
+}
+
+/// Logs an event with a status this version does not know, and answers it.
+fn acknowledge_unknown(incoming: &Incoming) -> WebhookAnswer {
+    let (event_id, status) = match incoming {
+        Incoming::UnknownStatus { event_id, status } => (event_id.as_str(), status.as_str()),
+        Incoming::Known(event) => (event.id.as_str(), "?"),
+    };
+    tracing::error!(
+        event_id,
+        status,
+        "provider status unknown to this version; event acknowledged, no payment moved"
+    );
+    WebhookAnswer {
+        event_id: event_id.to_owned(),
+        outcome: "unknown_status",
+    }
 }
 
 fn verify(
@@ -252,6 +336,7 @@ pub async fn handle_event(
         return Ok("unknown_payment");
     };
     let Some(to) = PaymentStatus::from_provider(payment.status.as_str()) else {
+        // The wire type has only statuses our model knows; see `unknown_status` for others.
         return Err(PayrollAppError::invalid("data.status", "unknown status"));
     };
     let details = MoveDetails {
