@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use payops_core::payroll::generate::{GenerateOptions, generate_xml};
-use payops_e2e::{HttpClient, Server, eventually};
+use payops_e2e::{HttpClient, Server, eventually, payops_binary};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
@@ -277,4 +277,78 @@ async fn payments_the_provider_cancels_or_reverses_are_recorded_and_the_books_st
         "ledger, aggregates and payments agree: {check}"
     );
     drop(server);
+}
+
+/// `payops payroll summarize FILE --json` on the real sample prints exactly the shape:
+/// rows, total, by_source and by_branch sorted by id with two-place decimal totals that add
+/// up, and findings with rows numbered from 1.
+#[test]
+fn summarize_prints_the_sample_summary_as_json() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/payroll/payroll-426-rows.xml");
+    let out = std::process::Command::new(payops_binary())
+        .args(["payroll", "summarize"])
+        .arg(&fixture)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keys: Vec<&str> = s.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut sorted = keys.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        [
+            "by_branch",
+            "by_source",
+            "errors",
+            "rows",
+            "total",
+            "warnings"
+        ]
+    );
+    assert_eq!(s["rows"], 426);
+    let two_places = |v: &Value| {
+        let text = v.as_str().unwrap();
+        assert_eq!(
+            text.split_once('.').map(|(_, f)| f.len()),
+            Some(2),
+            "{text}"
+        );
+        dec(v)
+    };
+    let total = two_places(&s["total"]);
+    for (list, id, groups) in [
+        ("by_source", "source_id", 5),
+        ("by_branch", "branch_id", 30),
+    ] {
+        let groups_seen = s[list].as_array().unwrap();
+        assert_eq!(groups_seen.len(), groups, "{list}");
+        let ids: Vec<&str> = groups_seen
+            .iter()
+            .map(|g| g[id].as_str().unwrap())
+            .collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{list} sorted by {id}");
+        let count: u64 = groups_seen
+            .iter()
+            .map(|g| g["count"].as_u64().unwrap())
+            .sum();
+        let sum: Decimal = groups_seen.iter().map(|g| two_places(&g["total"])).sum();
+        assert_eq!((count, sum), (426, total), "{list}");
+    }
+    assert_eq!(s["errors"].as_array().unwrap().len(), 0);
+    let warnings = s["warnings"].as_array().unwrap();
+    assert!(
+        !warnings.is_empty(),
+        "8-digit EINs and a repeated employee warn"
+    );
+    for w in warnings {
+        assert!((1..=426).contains(&w["row"].as_u64().unwrap()), "{w}");
+        assert!(w["field"].is_string() && w["reason"].is_string(), "{w}");
+    }
 }

@@ -287,8 +287,33 @@ async fn the_real_sample_uploads_with_its_summary_and_a_second_upload_is_a_dupli
     assert_eq!(by_source, dec(&first["total"]));
     let id = first["batch_id"].as_str().unwrap();
 
-    let (status, second) = upload(&f, sample()).await;
-    assert_eq!(status, StatusCode::CREATED);
+    // The same file as the `file` part of a form, as a browser's plain form posts it.
+    let boundary = "payops-test-boundary";
+    let mut form = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nbiweekly\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"payroll.xml\"\r\n\
+         Content-Type: text/xml\r\n\r\n"
+    )
+    .into_bytes();
+    form.extend(sample());
+    form.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
+    let (status, second) = call(
+        &f.api,
+        Request::post("/payroll/batches")
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(Body::from(form))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    assert_eq!(
+        (second["rows"].clone(), second["total"].clone()),
+        (first["rows"].clone(), first["total"].clone())
+    );
+    assert_eq!(second["file_name"], "payroll.xml");
     assert_eq!(second["duplicate_of"], json!(id));
     let dup = second["batch_id"].as_str().unwrap();
     assert_ne!(dup, id);
