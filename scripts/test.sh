@@ -34,7 +34,9 @@ step "Lint: template.yaml (cfn-lint) and statemachines/ (asl-validator)"
 .venv/bin/cfn-lint template.yaml
 shopt -s nullglob
 machines=(statemachines/*.asl.json)
-for m in "${machines[@]}"; do node_modules/.bin/asl-validator --json-definition "$m" >/dev/null || { echo "invalid state machine: $m"; node_modules/.bin/asl-validator --json-definition "$m"; exit 1; }; done
+# --json-path, not --json-definition: the latter takes the JSON text itself, and given a path
+# it only prints "Unable to parse" and exits 0, validating nothing.
+for m in "${machines[@]}"; do node_modules/.bin/asl-validator --json-path "$m" >/dev/null || { echo "invalid state machine: $m"; node_modules/.bin/asl-validator --json-path "$m"; exit 1; }; done
 echo "${#machines[@]} state machine(s) valid"
 
 # mold links the many test binaries several times faster than ld.

@@ -583,6 +583,68 @@ async fn double_approval_approves_once_and_the_batch_settles_with_reports_and_a_
 }
 
 #[tokio::test]
+async fn a_workflow_that_fails_marks_the_batch_failed_and_a_resume_goes_on_where_it_stopped() {
+    let f = fixture();
+    let (_, up) = upload(&f, sample()).await;
+    let id = up["batch_id"].as_str().unwrap().to_owned();
+    let exec = execution(&f, &id).await;
+    f.system.executor.wait_settled(&exec).await;
+    // A stray item where the first payment goes (say, written by hand): the payments cannot
+    // be written all or nothing, a failure no retry mends.
+    let stray = layout::payment_key(&id, 1);
+    f.payroll
+        .table
+        .put(
+            payops_app::ports::Item::new(&stray).with("note", "written by hand"),
+            None,
+        )
+        .await
+        .unwrap();
+    let (status, _) = approve(&f, &id, json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    f.system.executor.wait_settled(&exec).await;
+    let (_, shown) = get(&f, &format!("/payroll/batches/{id}")).await;
+    assert_eq!(shown["status"], "FAILED", "{shown}");
+    assert_eq!(shown["failure"]["error"], "Fatal", "{shown}");
+    assert!(
+        shown["failure"]["cause"]
+            .as_str()
+            .unwrap()
+            .contains("chunk marker"),
+        "{shown}"
+    );
+
+    // Once the stray item is gone, a resume starts a new execution that writes every payment.
+    f.payroll.table.delete(&stray, None).await.unwrap();
+    let resume = format!("/payroll/batches/{id}/resume");
+    let post = || call(&f.api, Request::post(&resume).body(Body::empty()).unwrap());
+    let (status, resumed) = post().await;
+    assert_eq!(status, StatusCode::OK, "{resumed}");
+    assert_eq!(resumed["status"], "APPROVED");
+    assert_eq!(resumed["failure"]["resumes"], 1);
+    let again = f
+        .system
+        .executor
+        .start(
+            payroll::STATE_MACHINE_LOGICAL_ID,
+            &format!("{id}-resume-1"),
+            json!({ "batch_id": id }),
+        )
+        .await
+        .unwrap();
+    f.system.executor.wait_settled(&again).await;
+    let (_, shown) = get(&f, &format!("/payroll/batches/{id}")).await;
+    assert_eq!(shown["status"], "PROCESSING", "{shown}");
+    assert_eq!(shown["progress"]["payments"], 426, "{shown}");
+    // Only a FAILED batch is resumed (a double click changes nothing).
+    let (status, refused) = post().await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(drain(&f, "PayrollAccountsQueue", &f.accounts).await, 0);
+    assert_eq!(drain(&f, "PayrollPaymentsQueue", &f.payments).await, 0);
+    assert_eq!(provider_payments(&f).len(), 426);
+}
+
+#[tokio::test]
 async fn a_crash_between_the_provider_call_and_the_status_update_does_not_pay_twice() {
     let f = fixture();
     let (id, _) = approved(&f).await;

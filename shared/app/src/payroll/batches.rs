@@ -37,16 +37,21 @@ pub enum BatchStatus {
     Completed,
     /// Nobody approved it in time.
     Expired,
+    /// Approved, but its workflow stopped on an error it could not retry (see
+    /// `BatchView::failure`). Payments already enqueued go on; `POST
+    /// /payroll/batches/{id}/resume` starts the workflow again where it stopped.
+    Failed,
 }
 
 impl BatchStatus {
-    pub const ALL: [BatchStatus; 6] = [
+    pub const ALL: [BatchStatus; 7] = [
         BatchStatus::Invalid,
         BatchStatus::AwaitingApproval,
         BatchStatus::Approved,
         BatchStatus::Processing,
         BatchStatus::Completed,
         BatchStatus::Expired,
+        BatchStatus::Failed,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -56,6 +61,7 @@ impl BatchStatus {
             BatchStatus::Processing => "PROCESSING",
             BatchStatus::Completed => "COMPLETED",
             BatchStatus::Expired => "EXPIRED",
+            BatchStatus::Failed => "FAILED",
         }
     }
     pub fn parse(text: &str) -> Option<BatchStatus> {
@@ -65,7 +71,10 @@ impl BatchStatus {
     pub fn is_approved(self) -> bool {
         matches!(
             self,
-            BatchStatus::Approved | BatchStatus::Processing | BatchStatus::Completed
+            BatchStatus::Approved
+                | BatchStatus::Processing
+                | BatchStatus::Completed
+                | BatchStatus::Failed
         )
     }
 }
@@ -98,11 +107,25 @@ pub struct BatchView {
     /// Estimated seconds to create what was left at approval.
     pub eta_seconds: Option<u64>,
     pub completed_at: Option<String>,
+    /// Why the workflow stopped, when it is `FAILED` (kept after a resume, for the record).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<WorkflowFailure>,
     /// Absent in the list; present for one batch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub summary: Option<SummaryView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
+}
+
+/// The error that stopped a batch's workflow, as Step Functions caught it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkflowFailure {
+    /// The task's error type (`Fatal`, `Rejected`, `States.Timeout`, …).
+    pub error: String,
+    pub cause: String,
+    pub failed_at: String,
+    /// Times the workflow was started again since it first failed.
+    pub resumes: u64,
 }
 
 /// The summary HR approves on: totals by source and branch and the bad rows.
@@ -404,6 +427,12 @@ pub fn view_of(item: &Item) -> Result<BatchView, PayrollAppError> {
             .n(attr::ETA_SECONDS)
             .and_then(|n| u64::try_from(n).ok()),
         completed_at: text(attr::COMPLETED_AT),
+        failure: text(attr::FAILED_AT).map(|failed_at| WorkflowFailure {
+            error: text(attr::WORKFLOW_ERROR).unwrap_or_default(),
+            cause: text(attr::WORKFLOW_CAUSE).unwrap_or_default(),
+            failed_at,
+            resumes: count(item, attr::RESUMES),
+        }),
         summary: None,
         progress: None,
     })

@@ -6,6 +6,7 @@
 //! - `GET /payroll/batches?limit=&cursor=` — newest first.
 //! - `GET /payroll/batches/{id}` — with summary, bad rows and progress.
 //! - `POST /payroll/batches/{id}/approve` — `{"approved_by"?, "allow_duplicate"?}`.
+//! - `POST /payroll/batches/{id}/resume` — starts a `FAILED` batch's workflow again.
 //! - `GET /payroll/batches/{id}/reports/{payments|sources|branches}.csv`, and `findings.csv`:
 //!   every error and warning of the file, of which the batch lists the first
 //!   [`batches::FINDINGS_LISTED_MAX`] of each level.
@@ -48,6 +49,7 @@ pub fn router(state: Payroll) -> Router {
             "/payroll/batches/{id}/approve",
             post(approve_batch).layer(DefaultBodyLimit::max(APPROVE_BODY_BYTES_MAX)),
         )
+        .route("/payroll/batches/{id}/resume", post(resume_batch))
         .route("/payroll/batches/{id}/reports/{name}", get(download))
         .with_state(state)
 }
@@ -227,6 +229,16 @@ async fn list(
 async fn show(State(state): State<Payroll>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let view = batches::get(&state, &id).await.map_err(api_error)?;
     Ok(Json(view).into_response())
+}
+
+async fn resume_batch(
+    State(state): State<Payroll>,
+    Path(id): Path<String>,
+) -> Result<Json<batches::BatchView>, ApiError> {
+    let view = super::workflow::resume(&state, &id)
+        .await
+        .map_err(api_error)?;
+    Ok(Json(view))
 }
 
 async fn approve_batch(

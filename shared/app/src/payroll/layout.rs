@@ -80,6 +80,12 @@ pub mod attr {
     pub const MATERIALISED_AT: &str = "materialised_at";
     pub const ENQUEUED_AT: &str = "enqueued_at";
     pub const COMPLETED_AT: &str = "completed_at";
+    /// Why the workflow stopped (`FAILED`): the Step Functions error and its cause.
+    pub const WORKFLOW_ERROR: &str = "workflow_error";
+    pub const WORKFLOW_CAUSE: &str = "workflow_cause";
+    pub const FAILED_AT: &str = "failed_at";
+    /// How many times the workflow was started again after failing.
+    pub const RESUMES: &str = "resumes";
     pub const REPORTS_PREFIX: &str = "reports_prefix";
     pub const EMPLOYEES: &str = "employees";
     // Payments.

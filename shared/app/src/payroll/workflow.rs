@@ -6,6 +6,8 @@
 //! - `progress`: whether every payment is final, and how long to wait before asking again.
 //! - `finish`: writes the reports and marks the batch `COMPLETED`.
 //! - `expire`: nobody approved in time.
+//! - `fail`: a task failed beyond its retries: the batch is marked `FAILED` with the error;
+//!   [`resume`] starts a new execution, which goes on where the failed one stopped.
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -53,7 +55,25 @@ enum Action {
     Expire {
         batch_id: String,
     },
+    Fail {
+        batch_id: String,
+        /// What the state machine's Catch put in `$.error`.
+        #[serde(default)]
+        error: CaughtError,
+    },
 }
+
+/// A Step Functions error as a Catch passes it on.
+#[derive(Debug, Default, Deserialize)]
+struct CaughtError {
+    #[serde(rename = "Error", default)]
+    error: Option<String>,
+    #[serde(rename = "Cause", default)]
+    cause: Option<String>,
+}
+
+/// Longest cause kept on the batch (a Step Functions cause can be 32 KiB).
+pub const WORKFLOW_CAUSE_CHARS_MAX: usize = 1_000;
 
 pub struct WorkflowTasks {
     state: Payroll,
@@ -83,6 +103,7 @@ impl TaskHandler for WorkflowTasks {
             Action::Progress { batch_id } => check_progress(p, &batch_id).await?,
             Action::Finish { batch_id } => finish(p, &batch_id).await?,
             Action::Expire { batch_id } => expire(p, &batch_id).await?,
+            Action::Fail { batch_id, error } => fail(p, &batch_id, error).await?,
         };
         Ok(out)
     }
@@ -231,6 +252,113 @@ async fn expire(p: &Payroll, batch_id: &str) -> Result<Value, PayrollAppError> {
         Ok(_) | Err(TableError::ConditionFailed) => Ok(json!({ "batch_id": batch_id })),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Marks the batch `FAILED` with the error that stopped its workflow. A batch already
+/// completed (or failed) is left as it is.
+async fn fail(p: &Payroll, batch_id: &str, caught: CaughtError) -> Result<Value, PayrollAppError> {
+    let error = caught.error.unwrap_or_else(|| "unknown".to_owned());
+    let cause: String = caught
+        .cause
+        .unwrap_or_default()
+        .chars()
+        .take(WORKFLOW_CAUSE_CHARS_MAX)
+        .collect();
+    // The alert: the batch's payments already enqueued go on, but nothing reports on them
+    // until someone resumes it.
+    tracing::error!(
+        batch_id,
+        error,
+        "payroll batch workflow failed; resume it once the cause is fixed"
+    );
+    let running = [BatchStatus::Approved, BatchStatus::Processing]
+        .map(|s| Condition::eq(attr::STATUS, s.as_str()));
+    let result = p
+        .table
+        .update(
+            &layout::batch_key(batch_id),
+            vec![
+                UpdateAction::set(attr::STATUS, BatchStatus::Failed.as_str()),
+                UpdateAction::set(attr::WORKFLOW_ERROR, error),
+                UpdateAction::set(attr::WORKFLOW_CAUSE, cause),
+                UpdateAction::set(attr::FAILED_AT, layout::time_text(p.clock.now())),
+            ],
+            Some(Condition::Or(running.to_vec())),
+        )
+        .await;
+    match result {
+        Ok(_) | Err(TableError::ConditionFailed) => Ok(json!({ "batch_id": batch_id })),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Starts a `FAILED` batch's workflow again under a new execution name (Step Functions
+/// keeps an execution's name for 90 days). Every task is idempotent, so the new execution
+/// passes the approval at once and goes on where the failed one stopped.
+pub async fn resume(p: &Payroll, batch_id: &str) -> Result<batches::BatchView, PayrollAppError> {
+    let item = batches::load(p, batch_id).await?;
+    let wrong = |status: BatchStatus| PayrollAppError::WrongState {
+        batch_id: batch_id.to_owned(),
+        status: status.as_str().to_owned(),
+        reason: "only a FAILED batch is resumed".into(),
+    };
+    let status = batches::view_of(&item)?.status;
+    if status != BatchStatus::Failed {
+        return Err(wrong(status));
+    }
+    // Back to where it stood: PROCESSING once every payment was written, else APPROVED.
+    let back = if item.s(attr::MATERIALISED_AT).is_some() {
+        BatchStatus::Processing
+    } else {
+        BatchStatus::Approved
+    };
+    let key = layout::batch_key(batch_id);
+    let updated = match p
+        .table
+        .update(
+            &key,
+            vec![
+                UpdateAction::set(attr::STATUS, back.as_str()),
+                UpdateAction::add(attr::RESUMES, 1),
+            ],
+            Some(Condition::eq(attr::STATUS, BatchStatus::Failed.as_str())),
+        )
+        .await
+    {
+        Ok(item) => item,
+        // Resumed by someone else in between.
+        Err(TableError::ConditionFailed) => {
+            let now = batches::view_of(&batches::load(p, batch_id).await?)?.status;
+            return Err(wrong(now));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let resumes = updated.n(attr::RESUMES).unwrap_or_default();
+    let name = format!("{batch_id}-resume-{resumes}");
+    let input = json!({ "batch_id": batch_id });
+    match p
+        .workflows
+        .start_execution(&p.state_machine, &name, input)
+        .await
+    {
+        Ok(_) | Err(crate::ports::WorkflowError::AlreadyExists(_)) => {}
+        Err(e) => {
+            // Not started: FAILED again, so that the next resume can try.
+            let cause = format!("resume could not start the workflow: {e}");
+            fail(
+                p,
+                batch_id,
+                CaughtError {
+                    error: Some("ResumeFailed".into()),
+                    cause: Some(cause),
+                },
+            )
+            .await?;
+            return Err(e.into());
+        }
+    }
+    tracing::info!(batch_id, execution = name, "payroll batch workflow resumed");
+    batches::view_of(&updated)
 }
 
 #[cfg(test)]

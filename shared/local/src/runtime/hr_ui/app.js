@@ -118,7 +118,14 @@ function renderBatch(batch) {
     $('progress-bar').value = p.done;
     text($('progress-text'), `${p.done} of ${p.payments} final; ${p.paid_count} paid (${p.paid_total} of ${p.owed_total})`);
   }
-  const approved = ['APPROVED', 'PROCESSING', 'COMPLETED'].includes(batch.status);
+  // FAILED: its workflow stopped on an error; payments already sent go on, and a resume
+  // starts it again where it stopped.
+  const failed = batch.status === 'FAILED';
+  $('failure-box').hidden = !failed;
+  if (failed && batch.failure) {
+    text($('failure-note'), `The batch stopped on an error (${batch.failure.error}): ${batch.failure.cause}`);
+  }
+  const approved = ['APPROVED', 'PROCESSING', 'COMPLETED', 'FAILED'].includes(batch.status);
   $('downloads').hidden = !approved;
   for (const name of ['payments', 'sources', 'branches']) {
     const a = $(`dl-${name}`);
@@ -184,6 +191,22 @@ async function upload(event) {
   }
 }
 
+async function resume() {
+  if (!state.batchId) return;
+  const button = $('resume-button');
+  button.disabled = true;
+  try {
+    await api(`${API}/${encodeURIComponent(state.batchId)}/resume`, { method: 'POST' });
+    text($('approve-status'), 'Resumed.');
+    $('approve-status').className = '';
+    await loadBatch(state.batchId);
+  } catch (e) {
+    showError(e);
+  } finally {
+    button.disabled = false;
+  }
+}
+
 async function approve() {
   if (!state.batchId) return;
   const button = $('approve-button');
@@ -230,6 +253,7 @@ async function tick() {
 document.addEventListener('DOMContentLoaded', () => {
   $('upload-form').addEventListener('submit', upload);
   $('approve-button').addEventListener('click', approve);
+  $('resume-button').addEventListener('click', resume);
   setUpSorting();
   tick();
   setInterval(tick, REFRESH_MS);
