@@ -1,32 +1,35 @@
-//! What `template.yaml` gives each function, enforced locally: its tables come through
-//! [`FunctionResources`], which refuses what the function's IAM statements do not allow, as
-//! Lambda would answer `AccessDeniedException`, and it sees only the environment variables
-//! the template declares for it. Without it a missing action
-//! (say `dynamodb:BatchGetItem`) is found only after deploying, when every message of the
-//! function goes to its dead-letter queue; moto does not enforce IAM either.
+//! What `template.yaml` gives each function, enforced locally: its tables, its bucket and its
+//! queues come through [`FunctionResources`], which refuses what the function's IAM statements
+//! do not allow, as Lambda would answer `AccessDenied`, and it sees only the environment
+//! variables the template declares for it. Without it a missing action (say
+//! `dynamodb:BatchGetItem`) is found only after deploying, when every message of the function
+//! goes to its dead-letter queue; moto does not enforce IAM either.
 //!
-//! Only what the template uses is understood: `Allow` statements whose resources are a
-//! table's `Fn::GetAtt [T, Arn]`, `Fn::Sub "${T.Arn}"`, `"${T.Arn}/index/NAME"` (or `/*`)
-//! and `"*"`, and SAM's `DynamoDB{Crud,Read,Write}Policy` templates. A DynamoDB statement in
-//! any other form is a template error rather than a silent allow.
+//! Only what the template uses is understood: `Allow` statements whose resources are
+//! `Fn::GetAtt [X, Arn]`, `Fn::Sub "${X.Arn}"`, a table's `"${T.Arn}/index/NAME"` (or `/*`),
+//! a bucket's `"${B.Arn}/PREFIX*"`, and `"*"`; SAM's `DynamoDB{Crud,Read,Write}Policy`
+//! templates; and, as SAM adds them, the poller's actions on a function's SQS trigger queues.
+//! A DynamoDB, S3 or SQS statement in any other form is a template error rather than a
+//! silent allow. Other services (Step Functions, EventBridge, Timestream) are not checked.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use payops_app::ports::{
-    Blobs, Clock, Events, Item, Key, Metrics, Page, Query, Queue, Table, TableError, TableSpec,
+    Blob, BlobError, BlobMeta, BlobPage, Blobs, Clock, Events, Item, Key, Metrics, OutgoingMessage,
+    Page, Query, Queue, QueueError, ReceiveOptions, ReceivedMessage, Table, TableError, TableSpec,
     UpdateAction, Workflows, Write,
 };
-use payops_app::resources::{QueueDef, ResourceError, Resources, TableDef};
+use payops_app::resources::{DATA_BUCKET_LOGICAL_ID, QueueDef, ResourceError, Resources, TableDef};
 use payops_core::Secret;
 use serde_yaml::Value;
 
 use crate::env::LocalEnv;
 use crate::template::{FunctionSpec, TemplateError};
 
-const DYNAMODB_PREFIX: &str = "dynamodb:";
-/// SAM's DynamoDBCrudPolicy, DynamoDBReadPolicy and DynamoDBWritePolicy (the actions a table
-/// operation of the port can need; each also covers `table/index/*`).
+/// SAM's DynamoDBCrudPolicy, DynamoDBReadPolicy and DynamoDBWritePolicy (each also covers
+/// `table/index/*`).
 const SAM_CRUD_ACTIONS: &[&str] = &[
     "GetItem",
     "DeleteItem",
@@ -41,27 +44,102 @@ const SAM_CRUD_ACTIONS: &[&str] = &[
 ];
 const SAM_READ_ACTIONS: &[&str] = &["GetItem", "Scan", "Query", "BatchGetItem", "DescribeTable"];
 const SAM_WRITE_ACTIONS: &[&str] = &["PutItem", "UpdateItem", "BatchWriteItem"];
+/// What SAM grants a function on the queue of its SQS trigger (the event source mapping
+/// polls with the function's role).
+const SQS_POLLER_ACTIONS: &[&str] = &[
+    "ReceiveMessage",
+    "DeleteMessage",
+    "ChangeMessageVisibility",
+    "GetQueueAttributes",
+];
 
-/// Which part of a table a grant covers.
+/// The services whose grants are enforced locally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    DynamoDb,
+    S3,
+    Sqs,
+}
+
+impl Service {
+    fn of(action: &str) -> Option<(Service, &str)> {
+        let (prefix, name) = action.split_once(':')?;
+        let service = match prefix {
+            "dynamodb" => Service::DynamoDb,
+            "s3" => Service::S3,
+            "sqs" => Service::Sqs,
+            _ => return None,
+        };
+        Some((service, name))
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            Service::DynamoDb => "dynamodb",
+            Service::S3 => "s3",
+            Service::Sqs => "sqs",
+        }
+    }
+}
+
+/// Which resource a grant covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Scope {
-    /// Every table and index (`Resource: "*"`).
+    /// Every resource of the service (`Resource: "*"`).
     Everything,
-    Table(String),
+    /// A table, a bucket (ListBucket) or a queue, by logical id.
+    Resource(String),
     Index {
         table: String,
         index: String,
     },
     AnyIndex(String),
+    /// A bucket's objects whose keys start with `prefix` (`${B.Arn}/prefix*`).
+    Objects {
+        bucket: String,
+        prefix: String,
+    },
+}
+
+/// What is asked: an action on a table (or one of its indexes), a bucket, an object or a
+/// queue.
+#[derive(Debug, Clone, Copy)]
+enum Target<'a> {
+    Table {
+        table: &'a str,
+        index: Option<&'a str>,
+    },
+    Bucket(&'a str),
+    Object {
+        bucket: &'a str,
+        key: &'a str,
+    },
+    Queue(&'a str),
 }
 
 impl Scope {
-    fn covers(&self, table: &str, index: Option<&str>) -> bool {
-        match (self, index) {
+    fn covers(&self, target: Target<'_>) -> bool {
+        match (self, target) {
             (Scope::Everything, _) => true,
-            (Scope::Table(t), None) => t == table,
-            (Scope::Index { table: t, index: i }, Some(index)) => t == table && i == index,
-            (Scope::AnyIndex(t), Some(_)) => t == table,
+            (Scope::Resource(r), Target::Table { table, index: None }) => r == table,
+            (Scope::Resource(r), Target::Bucket(b) | Target::Queue(b)) => r == b,
+            (
+                Scope::Index { table: t, index: i },
+                Target::Table {
+                    table,
+                    index: Some(index),
+                },
+            ) => t == table && i == index,
+            (
+                Scope::AnyIndex(t),
+                Target::Table {
+                    table,
+                    index: Some(_),
+                },
+            ) => t == table,
+            (Scope::Objects { bucket: b, prefix }, Target::Object { bucket, key }) => {
+                b == bucket && key.starts_with(prefix.as_str())
+            }
             _ => false,
         }
     }
@@ -69,64 +147,80 @@ impl Scope {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Grant {
-    /// Without the `dynamodb:` prefix; `*` for every action.
+    service: Service,
+    /// Without the service prefix; `*` for every action.
     action: String,
     scope: Scope,
 }
 
-/// What a function's policies allow on DynamoDB.
+/// What a function's policies allow on DynamoDB, S3 and SQS.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TableGrants {
+pub struct Grants {
     grants: Vec<Grant>,
 }
 
-impl TableGrants {
-    /// Reads the DynamoDB grants of the function `id` from its `Policies`.
-    pub fn parse(id: &str, policies: Option<&Value>) -> Result<TableGrants, TemplateError> {
+impl Grants {
+    /// Reads the grants of the function `id` from its `Policies`.
+    pub fn parse(id: &str, policies: Option<&Value>) -> Result<Grants, TemplateError> {
         let mut grants = Vec::new();
         let Some(policies) = policies else {
-            return Ok(TableGrants { grants });
+            return Ok(Grants { grants });
         };
         let policies = policies
             .as_sequence()
             .ok_or_else(|| error(id, "Policies must be a list"))?;
         for policy in policies {
             let Some(mapping) = policy.as_mapping() else {
-                // A managed policy by name (e.g. AWSLambdaBasicExecutionRole): none are
-                // DynamoDB policies in this template; refuse rather than guess.
+                // A managed policy by name: none is used; refuse rather than guess.
                 return Err(error(id, format!("policy {policy:?} is not read locally")));
             };
             for (name, body) in mapping {
-                match name.as_str().unwrap_or_default() {
+                let name = name.as_str().unwrap_or_default();
+                match name {
                     "Statement" => grants.extend(statements(id, body)?),
-                    "DynamoDBCrudPolicy" => {
-                        grants.extend(sam_template(id, body, SAM_CRUD_ACTIONS)?)
-                    }
-                    "DynamoDBReadPolicy" => {
-                        grants.extend(sam_template(id, body, SAM_READ_ACTIONS)?)
-                    }
-                    "DynamoDBWritePolicy" => {
-                        grants.extend(sam_template(id, body, SAM_WRITE_ACTIONS)?)
-                    }
-                    other if other.starts_with("DynamoDB") => {
+                    "DynamoDBCrudPolicy" => grants.extend(sam_table(id, body, SAM_CRUD_ACTIONS)?),
+                    "DynamoDBReadPolicy" => grants.extend(sam_table(id, body, SAM_READ_ACTIONS)?),
+                    "DynamoDBWritePolicy" => grants.extend(sam_table(id, body, SAM_WRITE_ACTIONS)?),
+                    other
+                        if ["DynamoDB", "S3", "SQS"]
+                            .iter()
+                            .any(|p| other.starts_with(p)) =>
+                    {
                         return Err(error(
                             id,
                             format!("policy template {other} is not read locally"),
                         ));
                     }
-                    // Policies of other services (LambdaInvokePolicy, …) grant no table.
+                    // Templates of other services (LambdaInvokePolicy, …) are not checked.
                     _ => {}
                 }
             }
         }
-        Ok(TableGrants { grants })
+        Ok(Grants { grants })
     }
 
-    /// Whether `action` (e.g. `GetItem`) is allowed on `table` (an index of it when given).
-    pub fn allows(&self, action: &str, table: &str, index: Option<&str>) -> bool {
+    /// Adds what SAM grants on the queue of an SQS trigger.
+    pub fn add_sqs_poller(&mut self, queue: &str) {
         self.grants
-            .iter()
-            .any(|g| (g.action == "*" || g.action == action) && g.scope.covers(table, index))
+            .extend(SQS_POLLER_ACTIONS.iter().map(|action| Grant {
+                service: Service::Sqs,
+                action: (*action).to_owned(),
+                scope: Scope::Resource(queue.to_owned()),
+            }));
+    }
+
+    fn allows(&self, service: Service, action: &str, target: Target<'_>) -> bool {
+        self.grants.iter().any(|g| {
+            g.service == service
+                && (g.action == "*" || g.action == action)
+                && g.scope.covers(target)
+        })
+    }
+
+    /// Whether the DynamoDB `action` (e.g. `GetItem`) is allowed on `table` (an index of it
+    /// when given).
+    pub fn allows_table(&self, action: &str, table: &str, index: Option<&str>) -> bool {
+        self.allows(Service::DynamoDb, action, Target::Table { table, index })
     }
 }
 
@@ -147,46 +241,49 @@ fn one_or_many(v: &Value) -> Vec<&Value> {
 fn statements(id: &str, body: &Value) -> Result<Vec<Grant>, TemplateError> {
     let mut grants = Vec::new();
     for statement in one_or_many(body) {
-        let actions: Vec<String> = statement
+        let actions: Vec<(Service, String)> = statement
             .get("Action")
             .map(one_or_many)
             .unwrap_or_default()
             .into_iter()
             .filter_map(Value::as_str)
-            .filter_map(|a| a.strip_prefix(DYNAMODB_PREFIX))
-            .map(str::to_owned)
+            .filter_map(Service::of)
+            .map(|(service, action)| (service, action.to_owned()))
             .collect();
         if actions.is_empty() {
             continue;
         }
         if statement.get("Effect").and_then(Value::as_str) != Some("Allow") {
-            return Err(error(
-                id,
-                "only Allow statements on DynamoDB are read locally",
-            ));
+            return Err(error(id, "only Allow statements are read locally"));
         }
         let resources = statement
             .get("Resource")
             .map(one_or_many)
             .unwrap_or_default();
         for resource in resources {
-            let scope = scope(resource).ok_or_else(|| {
-                error(
-                    id,
-                    format!("DynamoDB resource {resource:?} is not read locally"),
-                )
-            })?;
-            grants.extend(actions.iter().map(|action| Grant {
-                action: action.clone(),
-                scope: scope.clone(),
-            }));
+            for (service, action) in &actions {
+                let scope = scope(*service, resource).ok_or_else(|| {
+                    error(
+                        id,
+                        format!(
+                            "{} resource {resource:?} is not read locally",
+                            service.prefix()
+                        ),
+                    )
+                })?;
+                grants.push(Grant {
+                    service: *service,
+                    action: action.clone(),
+                    scope,
+                });
+            }
         }
     }
     Ok(grants)
 }
 
 /// `{TableName: {Ref: T}}` → the template's actions on T and its indexes.
-fn sam_template(id: &str, body: &Value, actions: &[&str]) -> Result<Vec<Grant>, TemplateError> {
+fn sam_table(id: &str, body: &Value, actions: &[&str]) -> Result<Vec<Grant>, TemplateError> {
     let table = body
         .get("TableName")
         .and_then(|t| t.get("Ref"))
@@ -201,11 +298,12 @@ fn sam_template(id: &str, body: &Value, actions: &[&str]) -> Result<Vec<Grant>, 
         .iter()
         .flat_map(|action| {
             [
-                Scope::Table(table.to_owned()),
+                Scope::Resource(table.to_owned()),
                 Scope::AnyIndex(table.to_owned()),
             ]
             .into_iter()
             .map(|scope| Grant {
+                service: Service::DynamoDb,
                 action: (*action).to_owned(),
                 scope,
             })
@@ -213,54 +311,99 @@ fn sam_template(id: &str, body: &Value, actions: &[&str]) -> Result<Vec<Grant>, 
         .collect())
 }
 
-fn scope(resource: &Value) -> Option<Scope> {
+/// The resource a statement names, as the service reads it.
+fn scope(service: Service, resource: &Value) -> Option<Scope> {
     if resource.as_str() == Some("*") {
         return Some(Scope::Everything);
     }
     if let Some(parts) = resource.get("Fn::GetAtt").and_then(Value::as_sequence) {
-        let table = parts.first()?.as_str()?;
-        return (parts.get(1)?.as_str()? == "Arn").then(|| Scope::Table(table.to_owned()));
+        let logical_id = parts.first()?.as_str()?;
+        return (parts.get(1)?.as_str()? == "Arn").then(|| Scope::Resource(logical_id.to_owned()));
     }
     let text = resource.get("Fn::Sub")?.as_str()?;
-    let rest = text.strip_prefix("${")?;
-    let (table, rest) = rest.split_once(".Arn}")?;
-    match rest {
-        "" => Some(Scope::Table(table.to_owned())),
-        "/index/*" => Some(Scope::AnyIndex(table.to_owned())),
-        _ => {
+    let (logical_id, rest) = text.strip_prefix("${")?.split_once(".Arn}")?;
+    let logical_id = logical_id.to_owned();
+    match (service, rest) {
+        (_, "") => Some(Scope::Resource(logical_id)),
+        (Service::DynamoDb, "/index/*") => Some(Scope::AnyIndex(logical_id)),
+        (Service::DynamoDb, rest) => {
             let index = rest.strip_prefix("/index/")?;
-            (!index.is_empty() && !index.contains(['*', '/', '$'])).then(|| Scope::Index {
-                table: table.to_owned(),
+            plain(index).then(|| Scope::Index {
+                table: logical_id,
                 index: index.to_owned(),
             })
         }
+        (Service::S3, rest) => {
+            // Only a trailing wildcard: `${B.Arn}/recon/final/*`.
+            let prefix = rest.strip_prefix('/')?.strip_suffix('*')?;
+            (!prefix.contains(['*', '?', '$'])).then(|| Scope::Objects {
+                bucket: logical_id,
+                prefix: prefix.to_owned(),
+            })
+        }
+        (Service::Sqs, _) => None,
     }
 }
 
-/// A function's view of the local environment: its tables answer only what its policy
-/// allows. Everything else is the shared [`LocalEnv`].
+/// A name without wildcards or substitutions.
+fn plain(name: &str) -> bool {
+    !name.is_empty() && !name.contains(['*', '?', '/', '$'])
+}
+
+/// Logs and words a refusal as IAM would.
+fn denied(function: &str, service: Service, action: &str, resource: &str) -> String {
+    let action = format!("{}:{action}", service.prefix());
+    tracing::error!(
+        function,
+        action = %action,
+        resource,
+        "access denied: template.yaml's policy for this function does not allow it"
+    );
+    format!(
+        "AccessDenied: function {function} may not perform {action} on {resource} \
+         (its Policies in template.yaml)"
+    )
+}
+
+/// A function's view of the local environment: its tables, bucket and queues answer only
+/// what its policy allows, and it sees only its own environment variables.
 pub struct FunctionResources<'a> {
     pub env: &'a LocalEnv,
     pub function: &'a FunctionSpec,
 }
 
+impl FunctionResources<'_> {
+    fn guard(&self) -> Guard {
+        Guard {
+            function: self.function.binary.clone(),
+            grants: self.function.grants.clone(),
+        }
+    }
+}
+
 impl Resources for FunctionResources<'_> {
     fn table(&self, def: &TableDef) -> Result<Arc<dyn Table>, ResourceError> {
-        let inner = self.env.table(def)?;
         Ok(Arc::new(GuardedTable {
-            inner,
-            function: self.function.binary.clone(),
+            inner: self.env.table(def)?,
             table: def.logical_id.to_owned(),
-            grants: self.function.table_grants.clone(),
+            guard: self.guard(),
         }))
     }
 
     fn queue(&self, def: &QueueDef) -> Result<Arc<dyn Queue>, ResourceError> {
-        self.env.queue(def)
+        Ok(Arc::new(GuardedQueue {
+            inner: self.env.queue(def)?,
+            queue: def.logical_id.to_owned(),
+            guard: self.guard(),
+        }))
     }
 
     fn blobs(&self) -> Result<Arc<dyn Blobs>, ResourceError> {
-        self.env.blobs()
+        Ok(Arc::new(GuardedBlobs {
+            inner: self.env.blobs()?,
+            bucket: DATA_BUCKET_LOGICAL_ID.to_owned(),
+            guard: self.guard(),
+        }))
     }
 
     fn events(&self) -> Result<Arc<dyn Events>, ResourceError> {
@@ -290,34 +433,48 @@ impl Resources for FunctionResources<'_> {
     }
 }
 
+/// A function's grants, asked before each call.
+#[derive(Clone)]
+struct Guard {
+    function: String,
+    grants: Grants,
+}
+
+impl Guard {
+    /// `Err` with the refusal's words when `action` is not allowed on `target`.
+    fn check(&self, service: Service, action: &str, target: Target<'_>) -> Result<(), String> {
+        if self.grants.allows(service, action, target) {
+            return Ok(());
+        }
+        let resource = match target {
+            Target::Table {
+                table,
+                index: Some(index),
+            } => format!("{table}/index/{index}"),
+            Target::Table { table, index: None } => table.to_owned(),
+            Target::Bucket(bucket) | Target::Queue(bucket) => bucket.to_owned(),
+            Target::Object { bucket, key } => format!("{bucket}/{key}"),
+        };
+        Err(denied(&self.function, service, action, &resource))
+    }
+}
+
 /// A table that refuses, as IAM would, the operations its function may not perform.
 pub struct GuardedTable {
     inner: Arc<dyn Table>,
-    function: String,
     table: String,
-    grants: TableGrants,
+    guard: Guard,
 }
 
 impl GuardedTable {
     fn check(&self, action: &str, index: Option<&str>) -> Result<(), TableError> {
-        if self.grants.allows(action, &self.table, index) {
-            return Ok(());
-        }
-        let resource = match index {
-            Some(index) => format!("{}/index/{index}", self.table),
-            None => self.table.clone(),
+        let target = Target::Table {
+            table: &self.table,
+            index,
         };
-        tracing::error!(
-            function = %self.function,
-            action = %format!("{DYNAMODB_PREFIX}{action}"),
-            resource = %resource,
-            "access denied: template.yaml's policy for this function does not allow it"
-        );
-        Err(TableError::Invalid(format!(
-            "AccessDenied: function {} may not perform {DYNAMODB_PREFIX}{action} on {resource} \
-             (its Policies in template.yaml)",
-            self.function
-        )))
+        self.guard
+            .check(Service::DynamoDb, action, target)
+            .map_err(TableError::Invalid)
     }
 }
 
@@ -388,15 +545,149 @@ impl Table for GuardedTable {
     }
 }
 
+/// The data bucket, refusing what the function may not do to its objects.
+pub struct GuardedBlobs {
+    inner: Arc<dyn Blobs>,
+    /// The bucket's logical id in the template.
+    bucket: String,
+    guard: Guard,
+}
+
+impl GuardedBlobs {
+    fn check_object(&self, action: &str, key: &str) -> Result<(), BlobError> {
+        let target = Target::Object {
+            bucket: &self.bucket,
+            key,
+        };
+        self.guard
+            .check(Service::S3, action, target)
+            .map_err(BlobError::Invalid)
+    }
+}
+
+#[async_trait]
+impl Blobs for GuardedBlobs {
+    fn bucket(&self) -> &str {
+        self.inner.bucket()
+    }
+
+    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<BlobMeta, BlobError> {
+        self.check_object("PutObject", key)?;
+        self.inner.put(key, body, content_type).await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Blob>, BlobError> {
+        self.check_object("GetObject", key)?;
+        self.inner.get(key).await
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<BlobMeta>, BlobError> {
+        // HeadObject needs s3:GetObject.
+        self.check_object("GetObject", key)?;
+        self.inner.head(key).await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> Result<BlobPage, BlobError> {
+        self.guard
+            .check(Service::S3, "ListBucket", Target::Bucket(&self.bucket))
+            .map_err(BlobError::Invalid)?;
+        self.inner.list(prefix, continuation).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), BlobError> {
+        self.check_object("DeleteObject", key)?;
+        self.inner.delete(key).await
+    }
+
+    async fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Bytes>, BlobError> {
+        self.check_object("GetObject", key)?;
+        self.inner.get_range(key, offset, len).await
+    }
+}
+
+/// A queue, refusing what the function may not do with it.
+pub struct GuardedQueue {
+    inner: Arc<dyn Queue>,
+    /// The queue's logical id in the template.
+    queue: String,
+    guard: Guard,
+}
+
+impl GuardedQueue {
+    fn check(&self, action: &str) -> Result<(), QueueError> {
+        self.guard
+            .check(Service::Sqs, action, Target::Queue(&self.queue))
+            .map_err(QueueError::Invalid)
+    }
+}
+
+#[async_trait]
+impl Queue for GuardedQueue {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn arn(&self) -> &str {
+        self.inner.arn()
+    }
+
+    async fn send_batch(&self, messages: Vec<OutgoingMessage>) -> Result<Vec<String>, QueueError> {
+        self.check("SendMessage")?;
+        self.inner.send_batch(messages).await
+    }
+
+    async fn receive(&self, options: ReceiveOptions) -> Result<Vec<ReceivedMessage>, QueueError> {
+        self.check("ReceiveMessage")?;
+        self.inner.receive(options).await
+    }
+
+    async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError> {
+        self.check("DeleteMessage")?;
+        self.inner.delete(receipt_handle).await
+    }
+
+    async fn change_visibility(
+        &self,
+        receipt_handle: &str,
+        visibility_timeout_seconds: u32,
+    ) -> Result<(), QueueError> {
+        self.check("ChangeMessageVisibility")?;
+        self.inner
+            .change_visibility(receipt_handle, visibility_timeout_seconds)
+            .await
+    }
+
+    async fn approximate_depth(&self) -> Result<u64, QueueError> {
+        self.check("GetQueueAttributes")?;
+        self.inner.approximate_depth().await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::LocalStore;
     use payops_app::ports::ManualClock;
 
-    fn grants(policies: &str) -> Result<TableGrants, TemplateError> {
+    fn grants(policies: &str) -> Result<Grants, TemplateError> {
         let policies: Value = serde_yaml::from_str(policies).expect("yaml");
-        TableGrants::parse("Fn", Some(&policies))
+        Grants::parse("Fn", Some(&policies))
+    }
+
+    fn guard(policies: &str) -> Guard {
+        Guard {
+            function: "payroll-accounts".into(),
+            grants: grants(policies).expect("parsed"),
+        }
     }
 
     #[test]
@@ -405,7 +696,7 @@ mod tests {
             r#"
 - Statement:
     - Effect: Allow
-      Action: [dynamodb:GetItem, dynamodb:Query, sqs:SendMessage]
+      Action: [dynamodb:GetItem, dynamodb:Query, events:PutEvents]
       Resource:
         - Fn::GetAtt: [PayrollTable, Arn]
         - Fn::Sub: "${PayrollTable.Arn}/index/gsi1"
@@ -416,22 +707,22 @@ mod tests {
 "#,
         )
         .expect("parsed");
-        assert!(g.allows("GetItem", "PayrollTable", None));
-        assert!(g.allows("Query", "PayrollTable", Some("gsi1")));
+        assert!(g.allows_table("GetItem", "PayrollTable", None));
+        assert!(g.allows_table("Query", "PayrollTable", Some("gsi1")));
         assert!(
-            !g.allows("Query", "PayrollTable", Some("gsi2")),
+            !g.allows_table("Query", "PayrollTable", Some("gsi2")),
             "another index"
         );
         assert!(
-            !g.allows("BatchGetItem", "PayrollTable", None),
+            !g.allows_table("BatchGetItem", "PayrollTable", None),
             "an action not listed"
         );
-        assert!(g.allows("PutItem", "LoansTable", None));
+        assert!(g.allows_table("PutItem", "LoansTable", None));
         assert!(
-            !g.allows("PutItem", "PayrollTable", None),
+            !g.allows_table("PutItem", "PayrollTable", None),
             "another table's grant"
         );
-        assert!(!g.allows("GetItem", "LoansTable", None));
+        assert!(!g.allows_table("GetItem", "LoansTable", None));
     }
 
     #[test]
@@ -446,23 +737,93 @@ mod tests {
 "#,
         )
         .expect("parsed");
-        assert!(g.allows("BatchGetItem", "DebtsTable", None));
-        assert!(g.allows("Query", "DebtsTable", Some("gsi9")));
-        assert!(!g.allows("PutItem", "DebtsTable", None), "read only");
-        assert!(g.allows("Query", "LoansTable", Some("gsi1")));
-        assert!(!g.allows("Query", "LoansTable", None), "indexes only");
-        assert_eq!(
-            TableGrants::parse("Fn", None).expect("none"),
-            TableGrants::default()
-        );
+        assert!(g.allows_table("BatchGetItem", "DebtsTable", None));
+        assert!(g.allows_table("Query", "DebtsTable", Some("gsi9")));
+        assert!(!g.allows_table("PutItem", "DebtsTable", None), "read only");
+        assert!(g.allows_table("Query", "LoansTable", Some("gsi1")));
+        assert!(!g.allows_table("Query", "LoansTable", None), "indexes only");
+        assert_eq!(Grants::parse("Fn", None).expect("none"), Grants::default());
     }
 
     #[test]
-    fn a_dynamodb_statement_the_runtime_cannot_read_is_an_error_not_an_allow() {
+    fn objects_are_granted_by_key_prefix_and_queues_by_name() {
+        let g = guard(
+            r#"
+- Statement:
+    - Effect: Allow
+      Action: [s3:GetObject, s3:PutObject]
+      Resource: { "Fn::Sub": "${DataBucket.Arn}/payroll/batches/*" }
+    - Effect: Allow
+      Action: [s3:ListBucket]
+      Resource: { "Fn::GetAtt": [DataBucket, Arn] }
+    - Effect: Allow
+      Action: [sqs:SendMessage]
+      Resource: { "Fn::GetAtt": [PayrollPaymentsQueue, Arn] }
+"#,
+        );
+        let object = |key| Target::Object {
+            bucket: "DataBucket",
+            key,
+        };
+        assert!(guard_allows(
+            &g,
+            Service::S3,
+            "PutObject",
+            object("payroll/batches/b1/x.csv")
+        ));
+        assert!(!guard_allows(
+            &g,
+            Service::S3,
+            "PutObject",
+            object("payroll/checks/x.json")
+        ));
+        assert!(!guard_allows(
+            &g,
+            Service::S3,
+            "DeleteObject",
+            object("payroll/batches/b1")
+        ));
+        assert!(guard_allows(
+            &g,
+            Service::S3,
+            "ListBucket",
+            Target::Bucket("DataBucket")
+        ));
+        assert!(guard_allows(
+            &g,
+            Service::Sqs,
+            "SendMessage",
+            Target::Queue("PayrollPaymentsQueue")
+        ));
+        assert!(!guard_allows(
+            &g,
+            Service::Sqs,
+            "SendMessage",
+            Target::Queue("PayrollAccountsQueue")
+        ));
+        let mut polling = g.grants.clone();
+        polling.add_sqs_poller("PayrollAccountsQueue");
+        let receive = Target::Queue("PayrollAccountsQueue");
+        assert!(polling.allows(Service::Sqs, "ReceiveMessage", receive));
+        assert!(
+            !polling.allows(Service::Sqs, "SendMessage", receive),
+            "polling is not sending"
+        );
+    }
+
+    fn guard_allows(g: &Guard, service: Service, action: &str, target: Target<'_>) -> bool {
+        g.check(service, action, target).is_ok()
+    }
+
+    #[test]
+    fn a_statement_the_runtime_cannot_read_is_an_error_not_an_allow() {
         for policies in [
             r#"[{Statement: [{Effect: Deny, Action: "dynamodb:*", Resource: "*"}]}]"#,
             r#"[{Statement: [{Effect: Allow, Action: "dynamodb:GetItem", Resource: "arn:aws:dynamodb:::table/x"}]}]"#,
+            r#"[{Statement: [{Effect: Allow, Action: "s3:GetObject", Resource: {"Fn::Sub": "${DataBucket.Arn}/a/*/b"}}]}]"#,
+            r#"[{Statement: [{Effect: Allow, Action: "sqs:SendMessage", Resource: {"Fn::Sub": "${Q.Arn}/x"}}]}]"#,
             r#"[{DynamoDBStreamReadPolicy: {TableName: x, StreamName: y}}]"#,
+            r#"[{S3CrudPolicy: {BucketName: x}}]"#,
             r#"[AmazonDynamoDBFullAccess]"#,
         ] {
             let e = grants(policies).expect_err(policies).to_string();
@@ -477,12 +838,10 @@ mod tests {
         let store = LocalStore::open(dir.path(), clock).expect("store");
         let table = GuardedTable {
             inner: store.table(TableSpec::new("PayrollTable")).expect("table"),
-            function: "payroll-accounts".into(),
             table: "PayrollTable".into(),
-            grants: grants(
+            guard: guard(
                 r#"[{Statement: [{Effect: Allow, Action: [dynamodb:GetItem, dynamodb:PutItem], Resource: {"Fn::GetAtt": [PayrollTable, Arn]}}]}]"#,
-            )
-            .expect("parsed"),
+            ),
         };
         let key = Key::new("A", "B");
         table.put(Item::new(&key), None).await.expect("allowed");
@@ -510,5 +869,81 @@ mod tests {
         assert!(table.transact(writes).await.is_err());
         assert!(table.get(&Key::new("C", "D")).await.expect("get").is_none());
         assert!(table.get(&key).await.expect("get").is_some());
+    }
+
+    #[tokio::test]
+    async fn guarded_blobs_and_queues_refuse_what_the_policy_does_not_allow() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+        let store = LocalStore::open(dir.path(), clock).expect("store");
+        let g = guard(
+            r#"
+- Statement:
+    - Effect: Allow
+      Action: [s3:PutObject]
+      Resource: { "Fn::Sub": "${DataBucket.Arn}/payroll/checks/*" }
+    - Effect: Allow
+      Action: [sqs:SendMessage]
+      Resource: { "Fn::GetAtt": [PayrollAccountsQueue, Arn] }
+"#,
+        );
+        let blobs = GuardedBlobs {
+            inner: store.blobs("data"),
+            bucket: "DataBucket".into(),
+            guard: g.clone(),
+        };
+        blobs
+            .put(
+                "payroll/checks/a.json",
+                Bytes::from_static(b"{}"),
+                "application/json",
+            )
+            .await
+            .expect("allowed");
+        let e = blobs
+            .get("payroll/checks/a.json")
+            .await
+            .expect_err("no GetObject");
+        assert!(e.to_string().contains("s3:GetObject"), "{e}");
+        assert!(
+            blobs
+                .put("payroll/batches/x", Bytes::new(), "text/plain")
+                .await
+                .is_err()
+        );
+        assert!(blobs.list("payroll/", None).await.is_err());
+
+        let queue_config = crate::store::QueueConfig {
+            name: "q".into(),
+            fifo: false,
+            visibility_timeout_seconds: 30,
+            dead_letter: None,
+        };
+        let inner: Arc<dyn Queue> = store.queue(queue_config).expect("queue");
+        let queue = |logical_id: &str| GuardedQueue {
+            inner: inner.clone(),
+            queue: logical_id.to_owned(),
+            guard: g.clone(),
+        };
+        let message = || vec![OutgoingMessage::new("m")];
+        queue("PayrollAccountsQueue")
+            .send_batch(message())
+            .await
+            .expect("allowed");
+        let e = queue("PayrollPaymentsQueue")
+            .send_batch(message())
+            .await
+            .expect_err("another queue");
+        assert!(
+            e.to_string()
+                .contains("sqs:SendMessage on PayrollPaymentsQueue"),
+            "{e}"
+        );
+        assert!(
+            queue("PayrollAccountsQueue")
+                .approximate_depth()
+                .await
+                .is_err()
+        );
     }
 }

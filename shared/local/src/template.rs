@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use payops_core::schedule::Schedule;
 use serde_yaml::Value;
 
-use crate::iam::TableGrants;
+use crate::iam::Grants;
 
 /// The template compiled into the binary, so `payops` works from any directory.
 pub const TEMPLATE_YAML: &str = include_str!("../../../template.yaml");
@@ -53,8 +53,9 @@ pub struct FunctionSpec {
     /// The cargo binary (`BuildProperties.Binary`), which is also the function's local name.
     pub binary: String,
     pub triggers: Vec<Trigger>,
-    /// What its policies allow on DynamoDB; the local runtime enforces it (see [`crate::iam`]).
-    pub table_grants: TableGrants,
+    /// What its policies (and SAM, for its SQS triggers) allow on DynamoDB, S3 and SQS; the
+    /// local runtime enforces it (see [`crate::iam`]).
+    pub grants: Grants,
     /// The environment variables Lambda gives it: its own and `Globals.Function`'s. Locally a
     /// setting it does not declare is absent for it, as in Lambda.
     pub environment: BTreeSet<String>,
@@ -229,11 +230,17 @@ fn function(id: &str, resource: &Value, props: &Value) -> Result<FunctionSpec, T
             }
         }
     }
+    let mut grants = Grants::parse(id, props.get("Policies"))?;
+    for trigger in &triggers {
+        if let Trigger::Sqs { queue, .. } = trigger {
+            grants.add_sqs_poller(queue);
+        }
+    }
     Ok(FunctionSpec {
         logical_id: id.to_owned(),
         binary,
         triggers,
-        table_grants: TableGrants::parse(id, props.get("Policies"))?,
+        grants,
         environment: variable_names(props),
     })
 }
