@@ -14,7 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use payops_app::fake_provider::FakeProvider;
-use payops_app::handler::{EventHandler, SqsHandler};
+use payops_app::handler::{EventHandler, SqsHandler, TaskHandler};
 use payops_app::payroll::{
     self, AccountsWorker, ConsistencyCheck, Disbursement, PaymentsWorker, Payroll, layout,
 };
@@ -1716,4 +1716,56 @@ async fn the_check_resumes_the_provider_listing_where_its_batches_begin() {
         "{third}"
     );
     assert_eq!(unknowns(&third), 250);
+}
+
+/// A sample of `events/`, as `sam local invoke -e` takes it.
+fn sample_event(name: &str) -> String {
+    let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Each payroll function takes its sample event (their batch is not in a fresh store, so
+/// the answers are those of an unknown batch).
+#[tokio::test]
+async fn each_payroll_function_takes_its_sample_event() {
+    let f = fixture();
+    let request = lambda_http::request::from_str(&sample_event("payroll-api.json")).unwrap();
+    let (status, list) = call(&f.api, request.map(|b| Body::from(b.to_vec()))).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list["batches"], json!([]));
+
+    // Signed with the development secret at its own timestamp.
+    f.clock.set("2025-01-01T09:16:40Z".parse().unwrap());
+    let request = lambda_http::request::from_str(&sample_event("payroll-webhook.json")).unwrap();
+    let (status, answer) = call(&f.webhooks, request.map(|b| Body::from(b.to_vec()))).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["outcome"], "unknown_payment");
+
+    for (name, handler) in [
+        ("payroll-accounts.json", &f.accounts as &dyn SqsHandler),
+        ("payroll-payments.json", &f.payments),
+    ] {
+        let event: aws_lambda_events::event::sqs::SqsEvent =
+            serde_json::from_str(&sample_event(name)).unwrap();
+        let records = event.records.len();
+        let response = handler.handle(event).await.unwrap();
+        assert_eq!(response.batch_item_failures.len(), records, "{name}");
+    }
+
+    let task: Value = serde_json::from_str(&sample_event("payroll-workflow.json")).unwrap();
+    let e = payroll::WorkflowTasks::new(f.payroll.clone())
+        .handle(task)
+        .await
+        .expect_err("an unknown batch");
+    assert_eq!(e.error_type(), "Rejected");
+
+    let scheduled = serde_json::from_str(&sample_event("payroll-check.json")).unwrap();
+    let report = ConsistencyCheck::new(Disbursement {
+        payroll: f.payroll.clone(),
+        provider: f.provider.clone(),
+    })
+    .handle(scheduled)
+    .await
+    .unwrap();
+    assert_eq!(report["difference_count"], 0, "{report}");
 }
