@@ -44,14 +44,9 @@ const SAM_CRUD_ACTIONS: &[&str] = &[
 ];
 const SAM_READ_ACTIONS: &[&str] = &["GetItem", "Scan", "Query", "BatchGetItem", "DescribeTable"];
 const SAM_WRITE_ACTIONS: &[&str] = &["PutItem", "UpdateItem", "BatchWriteItem"];
-/// What SAM grants a function on the queue of its SQS trigger (the event source mapping
-/// polls with the function's role).
-const SQS_POLLER_ACTIONS: &[&str] = &[
-    "ReceiveMessage",
-    "DeleteMessage",
-    "ChangeMessageVisibility",
-    "GetQueueAttributes",
-];
+/// What SAM grants a function with an SQS trigger (the event source mapping polls with the
+/// function's role): the managed `AWSLambdaSQSQueueExecutionRole`, on every queue.
+const SQS_POLLER_ACTIONS: &[&str] = &["ReceiveMessage", "DeleteMessage", "GetQueueAttributes"];
 
 /// The services whose grants are enforced locally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +94,12 @@ enum Scope {
         bucket: String,
         prefix: String,
     },
+    /// Listing a bucket under prefixes that match one of `patterns` (`s3:ListBucket` with a
+    /// `StringLike` condition on `s3:prefix`; a pattern ends in `*` or is exact).
+    Listing {
+        bucket: String,
+        patterns: Vec<String>,
+    },
 }
 
 /// What is asked: an action on a table (or one of its indexes), a bucket, an object or a
@@ -109,7 +110,11 @@ enum Target<'a> {
         table: &'a str,
         index: Option<&'a str>,
     },
-    Bucket(&'a str),
+    /// Listing keys under a prefix.
+    Listing {
+        bucket: &'a str,
+        prefix: &'a str,
+    },
     Object {
         bucket: &'a str,
         key: &'a str,
@@ -122,7 +127,20 @@ impl Scope {
         match (self, target) {
             (Scope::Everything, _) => true,
             (Scope::Resource(r), Target::Table { table, index: None }) => r == table,
-            (Scope::Resource(r), Target::Bucket(b) | Target::Queue(b)) => r == b,
+            (Scope::Resource(r), Target::Listing { bucket: b, .. } | Target::Queue(b)) => r == b,
+            (
+                Scope::Listing {
+                    bucket: b,
+                    patterns,
+                },
+                Target::Listing { bucket, prefix },
+            ) => {
+                b == bucket
+                    && patterns.iter().any(|p| match p.strip_suffix('*') {
+                        Some(start) => prefix.starts_with(start),
+                        None => prefix == p,
+                    })
+            }
             (
                 Scope::Index { table: t, index: i },
                 Target::Table {
@@ -199,13 +217,13 @@ impl Grants {
         Ok(Grants { grants })
     }
 
-    /// Adds what SAM grants on the queue of an SQS trigger.
-    pub fn add_sqs_poller(&mut self, queue: &str) {
+    /// Adds what SAM grants a function with an SQS trigger.
+    pub fn add_sqs_poller(&mut self) {
         self.grants
             .extend(SQS_POLLER_ACTIONS.iter().map(|action| Grant {
                 service: Service::Sqs,
                 action: (*action).to_owned(),
-                scope: Scope::Resource(queue.to_owned()),
+                scope: Scope::Everything,
             }));
     }
 
@@ -256,6 +274,19 @@ fn statements(id: &str, body: &Value) -> Result<Vec<Grant>, TemplateError> {
         if statement.get("Effect").and_then(Value::as_str) != Some("Allow") {
             return Err(error(id, "only Allow statements are read locally"));
         }
+        // Read without them, these would allow more than IAM does.
+        for narrowing in ["NotAction", "NotResource"] {
+            if statement.get(narrowing).is_some() {
+                return Err(error(
+                    id,
+                    format!("statements with {narrowing} are not read locally"),
+                ));
+            }
+        }
+        if let Some(condition) = statement.get("Condition") {
+            grants.extend(conditioned_listing(id, &actions, statement, condition)?);
+            continue;
+        }
         let resources = statement
             .get("Resource")
             .map(one_or_many)
@@ -280,6 +311,56 @@ fn statements(id: &str, body: &Value) -> Result<Vec<Grant>, TemplateError> {
         }
     }
     Ok(grants)
+}
+
+/// The one condition read: `s3:ListBucket` on a bucket, `StringLike` on `s3:prefix`.
+fn conditioned_listing(
+    id: &str,
+    actions: &[(Service, String)],
+    statement: &Value,
+    condition: &Value,
+) -> Result<Vec<Grant>, TemplateError> {
+    let unreadable = || {
+        error(
+            id,
+            "the only condition read locally is s3:ListBucket with StringLike on s3:prefix",
+        )
+    };
+    let only_listing = actions
+        .iter()
+        .all(|(service, action)| *service == Service::S3 && action == "ListBucket");
+    let like = condition.get("StringLike").ok_or_else(unreadable)?;
+    let single_condition = condition.as_mapping().map(|m| m.len()) == Some(1)
+        && like.as_mapping().map(|m| m.len()) == Some(1);
+    let patterns: Vec<String> = like
+        .get("s3:prefix")
+        .map(one_or_many)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    if !only_listing || !single_condition || patterns.is_empty() {
+        return Err(unreadable());
+    }
+    let resources = statement
+        .get("Resource")
+        .map(one_or_many)
+        .unwrap_or_default();
+    resources
+        .into_iter()
+        .map(|resource| match scope(Service::S3, resource) {
+            Some(Scope::Resource(bucket)) => Ok(Grant {
+                service: Service::S3,
+                action: "ListBucket".to_owned(),
+                scope: Scope::Listing {
+                    bucket,
+                    patterns: patterns.clone(),
+                },
+            }),
+            _ => Err(unreadable()),
+        })
+        .collect()
 }
 
 /// `{TableName: {Ref: T}}` → the template's actions on T and its indexes.
@@ -452,7 +533,8 @@ impl Guard {
                 index: Some(index),
             } => format!("{table}/index/{index}"),
             Target::Table { table, index: None } => table.to_owned(),
-            Target::Bucket(bucket) | Target::Queue(bucket) => bucket.to_owned(),
+            Target::Listing { bucket, prefix } => format!("{bucket} (list {prefix})"),
+            Target::Queue(queue) => queue.to_owned(),
             Target::Object { bucket, key } => format!("{bucket}/{key}"),
         };
         Err(denied(&self.function, service, action, &resource))
@@ -592,8 +674,12 @@ impl Blobs for GuardedBlobs {
         prefix: &str,
         continuation: Option<String>,
     ) -> Result<BlobPage, BlobError> {
+        let target = Target::Listing {
+            bucket: &self.bucket,
+            prefix,
+        };
         self.guard
-            .check(Service::S3, "ListBucket", Target::Bucket(&self.bucket))
+            .check(Service::S3, "ListBucket", target)
             .map_err(BlobError::Invalid)?;
         self.inner.list(prefix, continuation).await
     }
@@ -783,11 +869,15 @@ mod tests {
             "DeleteObject",
             object("payroll/batches/b1")
         ));
+        let listing = |prefix| Target::Listing {
+            bucket: "DataBucket",
+            prefix,
+        };
         assert!(guard_allows(
             &g,
             Service::S3,
             "ListBucket",
-            Target::Bucket("DataBucket")
+            listing("anything/")
         ));
         assert!(guard_allows(
             &g,
@@ -802,13 +892,59 @@ mod tests {
             Target::Queue("PayrollAccountsQueue")
         ));
         let mut polling = g.grants.clone();
-        polling.add_sqs_poller("PayrollAccountsQueue");
+        polling.add_sqs_poller();
+        assert!(!polling.allows(
+            Service::Sqs,
+            "ChangeMessageVisibility",
+            Target::Queue("PayrollAccountsQueue")
+        ));
         let receive = Target::Queue("PayrollAccountsQueue");
         assert!(polling.allows(Service::Sqs, "ReceiveMessage", receive));
         assert!(
             !polling.allows(Service::Sqs, "SendMessage", receive),
             "polling is not sending"
         );
+    }
+
+    #[test]
+    fn a_listing_is_granted_under_the_prefixes_its_condition_names() {
+        let g = guard(
+            r#"
+- Statement:
+    - Effect: Allow
+      Action: [s3:ListBucket]
+      Resource: { "Fn::GetAtt": [DataBucket, Arn] }
+      Condition: { StringLike: { "s3:prefix": ["recon/*", "exact"] } }
+"#,
+        );
+        let listing = |prefix| Target::Listing {
+            bucket: "DataBucket",
+            prefix,
+        };
+        assert!(guard_allows(
+            &g,
+            Service::S3,
+            "ListBucket",
+            listing("recon/final/")
+        ));
+        assert!(guard_allows(
+            &g,
+            Service::S3,
+            "ListBucket",
+            listing("exact")
+        ));
+        assert!(!guard_allows(
+            &g,
+            Service::S3,
+            "ListBucket",
+            listing("payroll/")
+        ));
+        assert!(!guard_allows(
+            &g,
+            Service::S3,
+            "ListBucket",
+            listing("exactly")
+        ));
     }
 
     fn guard_allows(g: &Guard, service: Service, action: &str, target: Target<'_>) -> bool {
@@ -819,6 +955,9 @@ mod tests {
     fn a_statement_the_runtime_cannot_read_is_an_error_not_an_allow() {
         for policies in [
             r#"[{Statement: [{Effect: Deny, Action: "dynamodb:*", Resource: "*"}]}]"#,
+            r#"[{Statement: [{Effect: Allow, Action: "s3:GetObject", Resource: "*", Condition: {StringLike: {"s3:prefix": "a/*"}}}]}]"#,
+            r#"[{Statement: [{Effect: Allow, Action: "s3:ListBucket", Resource: "*", Condition: {Bool: {"aws:SecureTransport": true}}}]}]"#,
+            r#"[{Statement: [{Effect: Allow, NotAction: "sqs:DeleteQueue", Action: "sqs:SendMessage", Resource: "*"}]}]"#,
             r#"[{Statement: [{Effect: Allow, Action: "dynamodb:GetItem", Resource: "arn:aws:dynamodb:::table/x"}]}]"#,
             r#"[{Statement: [{Effect: Allow, Action: "s3:GetObject", Resource: {"Fn::Sub": "${DataBucket.Arn}/a/*/b"}}]}]"#,
             r#"[{Statement: [{Effect: Allow, Action: "sqs:SendMessage", Resource: {"Fn::Sub": "${Q.Arn}/x"}}]}]"#,

@@ -231,10 +231,8 @@ fn function(id: &str, resource: &Value, props: &Value) -> Result<FunctionSpec, T
         }
     }
     let mut grants = Grants::parse(id, props.get("Policies"))?;
-    for trigger in &triggers {
-        if let Trigger::Sqs { queue, .. } = trigger {
-            grants.add_sqs_poller(queue);
-        }
+    if triggers.iter().any(|t| matches!(t, Trigger::Sqs { .. })) {
+        grants.add_sqs_poller();
     }
     Ok(FunctionSpec {
         logical_id: id.to_owned(),

@@ -589,6 +589,14 @@ async fn a_workflow_that_fails_marks_the_batch_failed_and_a_resume_goes_on_where
     let id = up["batch_id"].as_str().unwrap().to_owned();
     let exec = execution(&f, &id).await;
     f.system.executor.wait_settled(&exec).await;
+    let resume = format!("/payroll/batches/{id}/resume");
+    let post = || call(&f.api, Request::post(&resume).body(Body::empty()).unwrap());
+    let (status, refused) = post().await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "only a FAILED batch resumes: {refused}"
+    );
     // A stray item where the first payment goes (say, written by hand): the payments cannot
     // be written all or nothing, a failure no retry mends.
     let stray = layout::payment_key(&id, 1);
@@ -616,8 +624,6 @@ async fn a_workflow_that_fails_marks_the_batch_failed_and_a_resume_goes_on_where
 
     // Once the stray item is gone, a resume starts a new execution that writes every payment.
     f.payroll.table.delete(&stray, None).await.unwrap();
-    let resume = format!("/payroll/batches/{id}/resume");
-    let post = || call(&f.api, Request::post(&resume).body(Body::empty()).unwrap());
     let (status, resumed) = post().await;
     assert_eq!(status, StatusCode::OK, "{resumed}");
     assert_eq!(resumed["status"], "APPROVED");
@@ -636,9 +642,21 @@ async fn a_workflow_that_fails_marks_the_batch_failed_and_a_resume_goes_on_where
     let (_, shown) = get(&f, &format!("/payroll/batches/{id}")).await;
     assert_eq!(shown["status"], "PROCESSING", "{shown}");
     assert_eq!(shown["progress"]["payments"], 426, "{shown}");
-    // Only a FAILED batch is resumed (a double click changes nothing).
-    let (status, refused) = post().await;
-    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    // Asked again (a double click, a retry after a lost answer): the same execution.
+    let (status, twice) = post().await;
+    assert_eq!(status, StatusCode::OK, "{twice}");
+    assert_eq!(twice["failure"]["resumes"], 1);
+    // A late MarkFailed of the replaced execution changes nothing.
+    let late = json!({
+        "action": "fail", "batch_id": id, "execution": id,
+        "error": { "Error": "Fatal", "Cause": "late" }
+    });
+    payroll::WorkflowTasks::new(f.payroll.clone())
+        .handle(late)
+        .await
+        .unwrap();
+    let (_, shown) = get(&f, &format!("/payroll/batches/{id}")).await;
+    assert_eq!(shown["status"], "PROCESSING", "{shown}");
     assert_eq!(drain(&f, "PayrollAccountsQueue", &f.accounts).await, 0);
     assert_eq!(drain(&f, "PayrollPaymentsQueue", &f.payments).await, 0);
     assert_eq!(provider_payments(&f).len(), 426);
@@ -870,13 +888,25 @@ async fn a_batch_of_events_is_applied_per_payment_in_order_and_a_redelivery_chan
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(refused["field"], "body[1]", "{refused}");
 
-    // A status this version does not know is acknowledged in its place; the rest applies.
+    // A status this version does not know is acknowledged in its place; one it knows in
+    // another spelling is applied; the rest applies as usual.
     let mut on_hold = event("evt_hold", p, Wire::Sent);
     on_hold["data"]["status"] = json!("on_hold");
-    let (status, answer) = webhook_batch(&f, &[on_hold, event("evt_q1", q, Wire::Settled)]).await;
+    let mut capitalised = event("evt_p3", p, Wire::Reversed);
+    capitalised["data"]["status"] = json!("Reversed");
+    let (status, answer) = webhook_batch(
+        &f,
+        &[on_hold, event("evt_q1", q, Wire::Settled), capitalised],
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    assert_eq!(outcomes_of(&answer), ["unknown_status", "duplicate"]);
+    assert_eq!(
+        outcomes_of(&answer),
+        ["unknown_status", "duplicate", "applied"]
+    );
     assert_eq!(answer["events"][0]["event_id"], "evt_hold");
+    use payops_core::payroll::PaymentStatus as Ours;
+    assert_eq!(status_of(&f, p).await, Ours::Reversed);
 }
 
 /// Fails every transaction that moves the payment at `key`, as a busy store would.

@@ -388,10 +388,7 @@ pub async fn run(
     let mut checked = Vec::new();
     for item in &page.items {
         let view = view_of(item)?;
-        if matches!(
-            view.status,
-            BatchStatus::Processing | BatchStatus::Completed
-        ) {
+        if was_sent(item, view.status) {
             checked.push(view.batch_id);
         }
     }
@@ -463,5 +460,15 @@ impl EventHandler for ConsistencyCheck {
             "difference_count": total,
             "differences": report.differences,
         }))
+    }
+}
+
+/// Whether every payment of the batch was written and enqueued: `PROCESSING`, `COMPLETED`,
+/// or `FAILED` after that (its workflow stopped, its payments went on).
+pub(crate) fn was_sent(item: &crate::ports::Item, status: BatchStatus) -> bool {
+    match status {
+        BatchStatus::Processing | BatchStatus::Completed => true,
+        BatchStatus::Failed => item.s(super::layout::attr::MATERIALISED_AT).is_some(),
+        _ => false,
     }
 }

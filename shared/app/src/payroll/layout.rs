@@ -86,6 +86,9 @@ pub mod attr {
     pub const FAILED_AT: &str = "failed_at";
     /// How many times the workflow was started again after failing.
     pub const RESUMES: &str = "resumes";
+    /// The name of the batch's current execution once it was resumed (absent: the batch id,
+    /// the name of its first execution).
+    pub const EXECUTION: &str = "execution";
     pub const REPORTS_PREFIX: &str = "reports_prefix";
     pub const EMPLOYEES: &str = "employees";
     // Payments.

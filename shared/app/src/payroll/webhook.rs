@@ -101,7 +101,7 @@ fn parse_delivery(body: &[u8]) -> Result<Delivery, ApiError> {
             Ok(event) => Ok(Delivery::One(Incoming::Known(Box::new(event)))),
             Err(e) => serde_json::from_slice::<serde_json::Value>(body)
                 .ok()
-                .and_then(|v| unknown_status(&v))
+                .and_then(|v| lenient_event(&v))
                 .map(Delivery::One)
                 .ok_or_else(|| ApiError::bad_request("body", format!("not a provider event: {e}"))),
         };
@@ -125,18 +125,27 @@ fn parse_delivery(body: &[u8]) -> Result<Delivery, ApiError> {
     Ok(Delivery::Batch(events))
 }
 
-/// `Some` when `value` is a valid event but for a `data.status` this version does not know.
-fn unknown_status(value: &serde_json::Value) -> Option<Incoming> {
-    let status = value.get("data")?.get("status")?.as_str()?;
-    if ProviderStatus::ALL.iter().any(|s| s.as_str() == status) {
-        return None;
-    }
-    let mut known = value.clone();
-    known["data"]["status"] = serde_json::Value::from(ProviderStatus::Pending.as_str());
-    let event = serde_json::from_value::<WebhookEvent>(known).ok()?;
-    Some(Incoming::UnknownStatus {
-        event_id: event.id.as_str().to_owned(),
-        status: status.chars().take(UNKNOWN_STATUS_CHARS_LOGGED).collect(),
+/// Reads an event the strict wire type refused because of its `data.status` alone: a word
+/// our model knows in another spelling (`Settled`, `cancelled`) is read as that status; a
+/// word it does not know becomes [`Incoming::UnknownStatus`]. `None` when anything else is
+/// wrong with the event.
+fn lenient_event(value: &serde_json::Value) -> Option<Incoming> {
+    let word = value.get("data")?.get("status")?.as_str()?;
+    let known = PaymentStatus::from_provider(word).and_then(|ours| {
+        ProviderStatus::ALL
+            .into_iter()
+            .find(|wire| PaymentStatus::from_provider(wire.as_str()) == Some(ours))
+    });
+    let mut respelled = value.clone();
+    let spelling = known.unwrap_or(ProviderStatus::Pending).as_str();
+    respelled["data"]["status"] = serde_json::Value::from(spelling);
+    let event = serde_json::from_value::<WebhookEvent>(respelled).ok()?;
+    Some(match known {
+        Some(_) => Incoming::Known(Box::new(event)),
+        None => Incoming::UnknownStatus {
+            event_id: event.id.as_str().to_owned(),
+            status: word.chars().take(UNKNOWN_STATUS_CHARS_LOGGED).collect(),
+        },
     })
 }
 
@@ -158,7 +167,7 @@ fn read_batch_leniently(body: &[u8], e: serde_json::Error) -> Result<Vec<Incomin
         .map(
             |(i, value)| match serde_json::from_value::<WebhookEvent>(value.clone()) {
                 Ok(event) => Ok(Incoming::Known(Box::new(event))),
-                Err(e) => unknown_status(&value).ok_or_else(|| {
+                Err(e) => lenient_event(&value).ok_or_else(|| {
                     ApiError::bad_request(
                         format!("body[{i}]"),
                         format!("not a provider event: {e}"),

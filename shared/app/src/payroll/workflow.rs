@@ -60,6 +60,9 @@ enum Action {
         /// What the state machine's Catch put in `$.error`.
         #[serde(default)]
         error: CaughtError,
+        /// `$$.Execution.Name`: only the batch's current execution may mark it failed.
+        #[serde(default)]
+        execution: Option<String>,
     },
 }
 
@@ -103,7 +106,11 @@ impl TaskHandler for WorkflowTasks {
             Action::Progress { batch_id } => check_progress(p, &batch_id).await?,
             Action::Finish { batch_id } => finish(p, &batch_id).await?,
             Action::Expire { batch_id } => expire(p, &batch_id).await?,
-            Action::Fail { batch_id, error } => fail(p, &batch_id, error).await?,
+            Action::Fail {
+                batch_id,
+                error,
+                execution,
+            } => fail(p, &batch_id, error, execution.as_deref()).await?,
         };
         Ok(out)
     }
@@ -254,9 +261,16 @@ async fn expire(p: &Payroll, batch_id: &str) -> Result<Value, PayrollAppError> {
     }
 }
 
-/// Marks the batch `FAILED` with the error that stopped its workflow. A batch already
-/// completed (or failed) is left as it is.
-async fn fail(p: &Payroll, batch_id: &str, caught: CaughtError) -> Result<Value, PayrollAppError> {
+/// Marks the batch `FAILED` with the error that stopped its workflow, when `execution` is
+/// still the batch's current execution (a late or retried MarkFailed of an execution that was
+/// since replaced by a resume changes nothing). A batch already completed, or failed, is
+/// left as it is.
+async fn fail(
+    p: &Payroll,
+    batch_id: &str,
+    caught: CaughtError,
+    execution: Option<&str>,
+) -> Result<Value, PayrollAppError> {
     let error = caught.error.unwrap_or_else(|| "unknown".to_owned());
     let cause: String = caught
         .cause
@@ -273,6 +287,15 @@ async fn fail(p: &Payroll, batch_id: &str, caught: CaughtError) -> Result<Value,
     );
     let running = [BatchStatus::Approved, BatchStatus::Processing]
         .map(|s| Condition::eq(attr::STATUS, s.as_str()));
+    let mut condition = vec![Condition::Or(running.to_vec())];
+    if let Some(name) = execution {
+        let current = Condition::eq(attr::EXECUTION, name);
+        condition.push(if name == batch_id {
+            Condition::Or(vec![current, Condition::not_exists(attr::EXECUTION)])
+        } else {
+            current
+        });
+    }
     let result = p
         .table
         .update(
@@ -283,7 +306,7 @@ async fn fail(p: &Payroll, batch_id: &str, caught: CaughtError) -> Result<Value,
                 UpdateAction::set(attr::WORKFLOW_CAUSE, cause),
                 UpdateAction::set(attr::FAILED_AT, layout::time_text(p.clock.now())),
             ],
-            Some(Condition::Or(running.to_vec())),
+            Some(Condition::And(condition)),
         )
         .await;
     match result {
@@ -293,48 +316,28 @@ async fn fail(p: &Payroll, batch_id: &str, caught: CaughtError) -> Result<Value,
 }
 
 /// Starts a `FAILED` batch's workflow again under a new execution name (Step Functions
-/// keeps an execution's name for 90 days). Every task is idempotent, so the new execution
-/// passes the approval at once and goes on where the failed one stopped.
+/// keeps an execution's name for 90 days), recorded on the batch. Every task is idempotent,
+/// so the new execution passes the approval at once and goes on where the failed one
+/// stopped. Idempotent itself: asked again while that execution is current, it starts the
+/// same name again, which Step Functions answers with the running execution (so a resume
+/// whose start was lost or timed out can simply be repeated).
 pub async fn resume(p: &Payroll, batch_id: &str) -> Result<batches::BatchView, PayrollAppError> {
     let item = batches::load(p, batch_id).await?;
-    let wrong = |status: BatchStatus| PayrollAppError::WrongState {
-        batch_id: batch_id.to_owned(),
-        status: status.as_str().to_owned(),
-        reason: "only a FAILED batch is resumed".into(),
-    };
     let status = batches::view_of(&item)?.status;
-    if status != BatchStatus::Failed {
-        return Err(wrong(status));
-    }
-    // Back to where it stood: PROCESSING once every payment was written, else APPROVED.
-    let back = if item.s(attr::MATERIALISED_AT).is_some() {
-        BatchStatus::Processing
-    } else {
-        BatchStatus::Approved
-    };
-    let key = layout::batch_key(batch_id);
-    let updated = match p
-        .table
-        .update(
-            &key,
-            vec![
-                UpdateAction::set(attr::STATUS, back.as_str()),
-                UpdateAction::add(attr::RESUMES, 1),
-            ],
-            Some(Condition::eq(attr::STATUS, BatchStatus::Failed.as_str())),
-        )
-        .await
-    {
-        Ok(item) => item,
-        // Resumed by someone else in between.
-        Err(TableError::ConditionFailed) => {
-            let now = batches::view_of(&batches::load(p, batch_id).await?)?.status;
-            return Err(wrong(now));
+    let (item, name) = match (status, item.s(attr::EXECUTION)) {
+        (BatchStatus::Failed, _) => restart(p, batch_id, &item).await?,
+        (BatchStatus::Approved | BatchStatus::Processing, Some(current)) => {
+            let name = current.to_owned();
+            (item, name)
         }
-        Err(e) => return Err(e.into()),
+        _ => {
+            return Err(PayrollAppError::WrongState {
+                batch_id: batch_id.to_owned(),
+                status: status.as_str().to_owned(),
+                reason: "only a FAILED batch is resumed".into(),
+            });
+        }
     };
-    let resumes = updated.n(attr::RESUMES).unwrap_or_default();
-    let name = format!("{batch_id}-resume-{resumes}");
     let input = json!({ "batch_id": batch_id });
     match p
         .workflows
@@ -342,23 +345,59 @@ pub async fn resume(p: &Payroll, batch_id: &str) -> Result<batches::BatchView, P
         .await
     {
         Ok(_) | Err(crate::ports::WorkflowError::AlreadyExists(_)) => {}
-        Err(e) => {
-            // Not started: FAILED again, so that the next resume can try.
-            let cause = format!("resume could not start the workflow: {e}");
-            fail(
-                p,
-                batch_id,
-                CaughtError {
-                    error: Some("ResumeFailed".into()),
-                    cause: Some(cause),
-                },
-            )
-            .await?;
-            return Err(e.into());
-        }
+        // The batch names the execution: asking again starts it (or finds it started).
+        Err(e) => return Err(e.into()),
     }
     tracing::info!(batch_id, execution = name, "payroll batch workflow resumed");
-    batches::view_of(&updated)
+    batches::view_of(&item)
+}
+
+/// Puts a `FAILED` batch back where it stood (`PROCESSING` once every payment was written,
+/// else `APPROVED`) under a new execution name; answers the batch and that name. When
+/// another resume got there first, answers the execution it recorded.
+async fn restart(
+    p: &Payroll,
+    batch_id: &str,
+    item: &crate::ports::Item,
+) -> Result<(crate::ports::Item, String), PayrollAppError> {
+    let back = if item.s(attr::MATERIALISED_AT).is_some() {
+        BatchStatus::Processing
+    } else {
+        BatchStatus::Approved
+    };
+    let resumes = item
+        .n(attr::RESUMES)
+        .and_then(|n| u64::try_from(n).ok())
+        .unwrap_or(0);
+    let name = format!("{batch_id}-resume-{}", resumes + 1);
+    let updated = p
+        .table
+        .update(
+            &layout::batch_key(batch_id),
+            vec![
+                UpdateAction::set(attr::STATUS, back.as_str()),
+                UpdateAction::add(attr::RESUMES, 1),
+                UpdateAction::set(attr::EXECUTION, name.as_str()),
+            ],
+            Some(Condition::eq(attr::STATUS, BatchStatus::Failed.as_str())),
+        )
+        .await;
+    match updated {
+        Ok(item) => Ok((item, name)),
+        Err(TableError::ConditionFailed) => {
+            let now = batches::load(p, batch_id).await?;
+            let status = batches::view_of(&now)?.status;
+            match now.s(attr::EXECUTION).map(str::to_owned) {
+                Some(current) if status != BatchStatus::Failed => Ok((now, current)),
+                _ => Err(PayrollAppError::WrongState {
+                    batch_id: batch_id.to_owned(),
+                    status: status.as_str().to_owned(),
+                    reason: "it changed while being resumed; try again".into(),
+                }),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]

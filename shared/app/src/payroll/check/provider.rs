@@ -55,7 +55,7 @@ use chrono::{DateTime, Duration, Utc};
 use payops_core::payroll::PaymentStatus;
 
 use super::{CheckReport, Difference};
-use crate::payroll::batches::{BatchStatus, view_of};
+use crate::payroll::batches::view_of;
 use crate::payroll::layout;
 use crate::payroll::transitions::{self, MoveDetails, MoveOutcome, PaymentRecord};
 use crate::payroll::{Payroll, PayrollAppError};
@@ -271,10 +271,7 @@ async fn place(
         }
         None => {
             let sent = match p.table.get(&layout::batch_key(batch_id)).await? {
-                Some(item) => matches!(
-                    view_of(&item)?.status,
-                    BatchStatus::Processing | BatchStatus::Completed
-                ),
+                Some(item) => super::was_sent(&item, view_of(&item)?.status),
                 None => false,
             };
             foreign.insert(batch_id.to_owned(), sent);
