@@ -831,6 +831,28 @@ mod tests {
         assert_eq!(Grants::parse("Fn", None).expect("none"), Grants::default());
     }
 
+    fn s3(g: &Guard, action: &str, target: Target<'_>) -> bool {
+        g.check(Service::S3, action, target).is_ok()
+    }
+
+    fn sqs(g: &Guard, action: &str, queue: &str) -> bool {
+        g.check(Service::Sqs, action, Target::Queue(queue)).is_ok()
+    }
+
+    fn object(key: &str) -> Target<'_> {
+        Target::Object {
+            bucket: "DataBucket",
+            key,
+        }
+    }
+
+    fn listing(prefix: &str) -> Target<'_> {
+        Target::Listing {
+            bucket: "DataBucket",
+            prefix,
+        }
+    }
+
     #[test]
     fn objects_are_granted_by_key_prefix_and_queues_by_name() {
         let g = guard(
@@ -847,63 +869,25 @@ mod tests {
       Resource: { "Fn::GetAtt": [PayrollPaymentsQueue, Arn] }
 "#,
         );
-        let object = |key| Target::Object {
-            bucket: "DataBucket",
-            key,
-        };
-        assert!(guard_allows(
-            &g,
-            Service::S3,
-            "PutObject",
-            object("payroll/batches/b1/x.csv")
-        ));
-        assert!(!guard_allows(
-            &g,
-            Service::S3,
-            "PutObject",
-            object("payroll/checks/x.json")
-        ));
-        assert!(!guard_allows(
-            &g,
-            Service::S3,
-            "DeleteObject",
-            object("payroll/batches/b1")
-        ));
-        let listing = |prefix| Target::Listing {
-            bucket: "DataBucket",
-            prefix,
-        };
-        assert!(guard_allows(
-            &g,
-            Service::S3,
-            "ListBucket",
-            listing("anything/")
-        ));
-        assert!(guard_allows(
-            &g,
-            Service::Sqs,
-            "SendMessage",
-            Target::Queue("PayrollPaymentsQueue")
-        ));
-        assert!(!guard_allows(
-            &g,
-            Service::Sqs,
-            "SendMessage",
-            Target::Queue("PayrollAccountsQueue")
-        ));
-        let mut polling = g.grants.clone();
-        polling.add_sqs_poller();
-        assert!(!polling.allows(
-            Service::Sqs,
-            "ChangeMessageVisibility",
-            Target::Queue("PayrollAccountsQueue")
-        ));
-        let receive = Target::Queue("PayrollAccountsQueue");
-        assert!(polling.allows(Service::Sqs, "ReceiveMessage", receive));
+        assert!(s3(&g, "PutObject", object("payroll/batches/b1/x.csv")));
+        assert!(!s3(&g, "PutObject", object("payroll/checks/x.json")));
+        assert!(!s3(&g, "DeleteObject", object("payroll/batches/b1")));
+        assert!(s3(&g, "ListBucket", listing("anything/")));
+        assert!(sqs(&g, "SendMessage", "PayrollPaymentsQueue"));
+        assert!(!sqs(&g, "SendMessage", "PayrollAccountsQueue"));
+
+        let mut polling = g.clone();
+        polling.grants.add_sqs_poller();
+        assert!(sqs(&polling, "ReceiveMessage", "PayrollAccountsQueue"));
         assert!(
-            !polling.allows(Service::Sqs, "SendMessage", receive),
+            !sqs(&polling, "SendMessage", "PayrollAccountsQueue"),
             "polling is not sending"
         );
+        assert!(!sqs(
+            &polling,
+            "ChangeMessageVisibility",
+            "PayrollAccountsQueue"
+        ));
     }
 
     #[test]
@@ -917,38 +901,10 @@ mod tests {
       Condition: { StringLike: { "s3:prefix": ["recon/*", "exact"] } }
 "#,
         );
-        let listing = |prefix| Target::Listing {
-            bucket: "DataBucket",
-            prefix,
-        };
-        assert!(guard_allows(
-            &g,
-            Service::S3,
-            "ListBucket",
-            listing("recon/final/")
-        ));
-        assert!(guard_allows(
-            &g,
-            Service::S3,
-            "ListBucket",
-            listing("exact")
-        ));
-        assert!(!guard_allows(
-            &g,
-            Service::S3,
-            "ListBucket",
-            listing("payroll/")
-        ));
-        assert!(!guard_allows(
-            &g,
-            Service::S3,
-            "ListBucket",
-            listing("exactly")
-        ));
-    }
-
-    fn guard_allows(g: &Guard, service: Service, action: &str, target: Target<'_>) -> bool {
-        g.check(service, action, target).is_ok()
+        assert!(s3(&g, "ListBucket", listing("recon/final/")));
+        assert!(s3(&g, "ListBucket", listing("exact")));
+        assert!(!s3(&g, "ListBucket", listing("payroll/")));
+        assert!(!s3(&g, "ListBucket", listing("exactly")));
     }
 
     #[test]

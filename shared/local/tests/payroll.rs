@@ -621,6 +621,15 @@ async fn a_workflow_that_fails_marks_the_batch_failed_and_a_resume_goes_on_where
             .contains("chunk marker"),
         "{shown}"
     );
+    // The nightly check reports it until it is resumed.
+    let report = check(&f).await;
+    assert_eq!(kinds(&report), ["batch_failed"], "{report}");
+    assert!(
+        difference_of(&report, "batch_failed", &id)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Fatal")
+    );
 
     // Once the stray item is gone, a resume starts a new execution that writes every payment.
     f.payroll.table.delete(&stray, None).await.unwrap();
@@ -660,6 +669,44 @@ async fn a_workflow_that_fails_marks_the_batch_failed_and_a_resume_goes_on_where
     assert_eq!(drain(&f, "PayrollAccountsQueue", &f.accounts).await, 0);
     assert_eq!(drain(&f, "PayrollPaymentsQueue", &f.payments).await, 0);
     assert_eq!(provider_payments(&f).len(), 426);
+}
+
+#[tokio::test]
+async fn a_batch_approved_long_ago_with_its_payments_unwritten_is_reported_by_the_check() {
+    let f = fixture();
+    let (_, up) = upload(&f, sample()).await;
+    let id = up["batch_id"].as_str().unwrap().to_owned();
+    // Approved, and then its execution stopped before writing anything (by hand, say):
+    // nothing marked it FAILED.
+    f.payroll
+        .table
+        .update(
+            &layout::batch_key(&id),
+            vec![
+                payops_app::ports::UpdateAction::set(layout::attr::STATUS, "APPROVED"),
+                payops_app::ports::UpdateAction::set(
+                    layout::attr::APPROVED_AT,
+                    layout::time_text(t0()),
+                ),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    let soon = check_at(&f, t0() + Duration::minutes(30)).await;
+    assert_eq!(
+        kinds(&soon),
+        Vec::<String>::new(),
+        "still being written: {soon}"
+    );
+    let later = check_at(&f, t0() + Duration::hours(2)).await;
+    assert_eq!(kinds(&later), ["batch_stuck"], "{later}");
+    assert_eq!(
+        difference_of(&later, "batch_stuck", &id)["batch_id"],
+        json!(id)
+    );
+    let (_, shown) = get(&f, &format!("/payroll/batches/{id}")).await;
+    assert_eq!(shown["status"], "APPROVED", "reported, not changed");
 }
 
 #[tokio::test]

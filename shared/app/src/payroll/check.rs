@@ -31,7 +31,8 @@ use crate::HandlerError;
 use crate::handler::EventHandler;
 use crate::ports::{PaymentProvider, Query, SortKeyRange};
 
-/// A payment `UNPROCESSED` this long after its batch was materialised is stuck.
+/// A payment `UNPROCESSED` this long after its batch was materialised is stuck; so is a
+/// batch still `APPROVED` (its payments not all written) this long after its approval.
 pub const STUCK_AFTER_MINUTES: i64 = 60;
 /// Batches checked per run at most (newest first).
 pub const BATCHES_CHECKED_MAX: usize = 200;
@@ -65,7 +66,8 @@ impl ConsistencyCheck {
 pub struct Difference {
     pub batch_id: String,
     /// `aggregate`, `ledger_missing`, `ledger_unexpected`, `ledger_unbalanced`,
-    /// `ledger_balance`, or one of the provider's (`provider::KIND_*`).
+    /// `ledger_balance`, `batch_failed`, `batch_stuck`, or one of the provider's
+    /// (`provider::KIND_*`).
     pub kind: &'static str,
     /// The aggregate (`SRC#…`, `BR#…`), payment or account concerned.
     pub subject: String,
@@ -388,6 +390,9 @@ pub async fn run(
     let mut checked = Vec::new();
     for item in &page.items {
         let view = view_of(item)?;
+        if let Some(d) = stopped_workflow(&view, now) {
+            report.differences.push(d);
+        }
         if was_sent(item, view.status) {
             checked.push(view.batch_id);
         }
@@ -470,5 +475,44 @@ pub(crate) fn was_sent(item: &crate::ports::Item, status: BatchStatus) -> bool {
         BatchStatus::Processing | BatchStatus::Completed => true,
         BatchStatus::Failed => item.s(super::layout::attr::MATERIALISED_AT).is_some(),
         _ => false,
+    }
+}
+
+/// A batch whose workflow stopped: `FAILED` (until someone resumes it), or still `APPROVED`
+/// long after its approval (its payments not all written, and nothing marked it failed: an
+/// execution stopped by hand, say). Reported every night; nothing is changed.
+fn stopped_workflow(view: &super::batches::BatchView, now: DateTime<Utc>) -> Option<Difference> {
+    let difference = |kind, detail| Difference {
+        batch_id: view.batch_id.clone(),
+        kind,
+        subject: view.batch_id.clone(),
+        detail,
+    };
+    match view.status {
+        BatchStatus::Failed => {
+            let (error, at) = view
+                .failure
+                .as_ref()
+                .map(|f| (f.error.as_str(), f.failed_at.as_str()))
+                .unwrap_or(("unknown", "?"));
+            Some(difference(
+                "batch_failed",
+                format!("its workflow stopped on {error} at {at}; resume it once fixed"),
+            ))
+        }
+        BatchStatus::Approved => {
+            let approved_at = view.approved_at.as_deref()?;
+            let at = DateTime::parse_from_rfc3339(approved_at).ok()?;
+            (now - at.with_timezone(&Utc) > Duration::minutes(STUCK_AFTER_MINUTES)).then(|| {
+                difference(
+                    "batch_stuck",
+                    format!(
+                        "approved at {approved_at} and its payments are not all written; \
+                         its workflow may have stopped"
+                    ),
+                )
+            })
+        }
+        _ => None,
     }
 }
