@@ -707,6 +707,37 @@ async fn a_batch_approved_long_ago_with_its_payments_unwritten_is_reported_by_th
     );
     let (_, shown) = get(&f, &format!("/payroll/batches/{id}")).await;
     assert_eq!(shown["status"], "APPROVED", "reported, not changed");
+
+    // Ops resume it: a new execution writes every payment.
+    let resume = format!("/payroll/batches/{id}/resume");
+    let post = || call(&f.api, Request::post(&resume).body(Body::empty()).unwrap());
+    f.clock.set(t0() + Duration::minutes(30));
+    let (status, early) = post().await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "it may still be writing: {early}"
+    );
+    f.clock.set(t0() + Duration::hours(2));
+    let (status, resumed) = post().await;
+    assert_eq!(status, StatusCode::OK, "{resumed}");
+    let exec = f
+        .system
+        .executor
+        .start(
+            payroll::STATE_MACHINE_LOGICAL_ID,
+            &format!("{id}-resume-1"),
+            json!({ "batch_id": id }),
+        )
+        .await
+        .unwrap();
+    f.system.executor.wait_settled(&exec).await;
+    let (_, shown) = get(&f, &format!("/payroll/batches/{id}")).await;
+    assert_eq!(shown["status"], "PROCESSING", "{shown}");
+    assert_eq!(shown["progress"]["payments"], 426, "{shown}");
+    let (status, again) = post().await;
+    assert_eq!(status, StatusCode::OK, "the same execution: {again}");
+    assert_eq!(again["failure"], json!(null));
 }
 
 #[tokio::test]

@@ -390,7 +390,7 @@ pub async fn run(
     let mut checked = Vec::new();
     for item in &page.items {
         let view = view_of(item)?;
-        if let Some(d) = stopped_workflow(&view, now) {
+        if let Some(d) = stopped_workflow(item, &view, now) {
             report.differences.push(d);
         }
         if was_sent(item, view.status) {
@@ -481,7 +481,11 @@ pub(crate) fn was_sent(item: &crate::ports::Item, status: BatchStatus) -> bool {
 /// A batch whose workflow stopped: `FAILED` (until someone resumes it), or still `APPROVED`
 /// long after its approval (its payments not all written, and nothing marked it failed: an
 /// execution stopped by hand, say). Reported every night; nothing is changed.
-fn stopped_workflow(view: &super::batches::BatchView, now: DateTime<Utc>) -> Option<Difference> {
+fn stopped_workflow(
+    item: &crate::ports::Item,
+    view: &super::batches::BatchView,
+    now: DateTime<Utc>,
+) -> Option<Difference> {
     let difference = |kind, detail| Difference {
         batch_id: view.batch_id.clone(),
         kind,
@@ -500,19 +504,30 @@ fn stopped_workflow(view: &super::batches::BatchView, now: DateTime<Utc>) -> Opt
                 format!("its workflow stopped on {error} at {at}; resume it once fixed"),
             ))
         }
-        BatchStatus::Approved => {
-            let approved_at = view.approved_at.as_deref()?;
-            let at = DateTime::parse_from_rfc3339(approved_at).ok()?;
-            (now - at.with_timezone(&Utc) > Duration::minutes(STUCK_AFTER_MINUTES)).then(|| {
-                difference(
-                    "batch_stuck",
-                    format!(
-                        "approved at {approved_at} and its payments are not all written; \
-                         its workflow may have stopped"
-                    ),
-                )
-            })
-        }
+        _ if stuck_approved(item, view.status, now) => Some(difference(
+            "batch_stuck",
+            format!(
+                "approved (or resumed) over {STUCK_AFTER_MINUTES} minutes ago and its payments \
+                 are not all written; its workflow may have stopped: resume it"
+            ),
+        )),
         _ => None,
     }
+}
+
+/// `APPROVED`, and approved (or last resumed) more than [`STUCK_AFTER_MINUTES`] ago: writing
+/// the payments takes seconds, so its workflow has most likely stopped.
+pub(crate) fn stuck_approved(
+    item: &crate::ports::Item,
+    status: BatchStatus,
+    now: DateTime<Utc>,
+) -> bool {
+    let at = |name| {
+        item.s(name)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let since = at(super::layout::attr::APPROVED_AT).max(at(super::layout::attr::RESUMED_AT));
+    status == BatchStatus::Approved
+        && since.is_some_and(|since| now - since > Duration::minutes(STUCK_AFTER_MINUTES))
 }

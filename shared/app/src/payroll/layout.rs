@@ -89,6 +89,8 @@ pub mod attr {
     /// The name of the batch's current execution once it was resumed (absent: the batch id,
     /// the name of its first execution).
     pub const EXECUTION: &str = "execution";
+    /// When it was last resumed.
+    pub const RESUMED_AT: &str = "resumed_at";
     pub const REPORTS_PREFIX: &str = "reports_prefix";
     pub const EMPLOYEES: &str = "employees";
     // Payments.

@@ -315,26 +315,44 @@ async fn fail(
     }
 }
 
-/// Starts a `FAILED` batch's workflow again under a new execution name (Step Functions
-/// keeps an execution's name for 90 days), recorded on the batch. Every task is idempotent,
-/// so the new execution passes the approval at once and goes on where the failed one
-/// stopped. Idempotent itself: asked again while that execution is current, it starts the
-/// same name again, which Step Functions answers with the running execution (so a resume
-/// whose start was lost or timed out can simply be repeated).
+/// Starts a stopped batch's workflow again under a new execution name (Step Functions keeps
+/// an execution's name for 90 days), recorded on the batch: a `FAILED` batch, or one still
+/// `APPROVED` long after its approval (see `check::stuck_approved`: an execution that ended
+/// without marking it). Every task is idempotent, so the new execution passes the approval
+/// at once and goes on where the old one stopped. Idempotent itself: asked again while that
+/// execution is current, it starts the same name again, which Step Functions answers with
+/// the running execution (so a resume whose start was lost can simply be repeated).
 pub async fn resume(p: &Payroll, batch_id: &str) -> Result<batches::BatchView, PayrollAppError> {
     let item = batches::load(p, batch_id).await?;
     let status = batches::view_of(&item)?.status;
-    let (item, name) = match (status, item.s(attr::EXECUTION)) {
-        (BatchStatus::Failed, _) => restart(p, batch_id, &item).await?,
-        (BatchStatus::Approved | BatchStatus::Processing, Some(current)) => {
-            let name = current.to_owned();
-            (item, name)
+    let now = p.clock.now();
+    let current = item.s(attr::EXECUTION).map(str::to_owned);
+    let (item, name) = match (status, current) {
+        (BatchStatus::Failed, _) => {
+            let from = Condition::eq(attr::STATUS, BatchStatus::Failed.as_str());
+            restart(p, batch_id, &item, from).await?
         }
+        (BatchStatus::Approved, current) if super::check::stuck_approved(&item, status, now) => {
+            let same_execution = match current {
+                Some(name) => Condition::eq(attr::EXECUTION, name),
+                None => Condition::not_exists(attr::EXECUTION),
+            };
+            let from = Condition::And(vec![
+                Condition::eq(attr::STATUS, BatchStatus::Approved.as_str()),
+                same_execution,
+            ]);
+            restart(p, batch_id, &item, from).await?
+        }
+        (BatchStatus::Approved | BatchStatus::Processing, Some(current)) => (item, current),
         _ => {
             return Err(PayrollAppError::WrongState {
                 batch_id: batch_id.to_owned(),
                 status: status.as_str().to_owned(),
-                reason: "only a FAILED batch is resumed".into(),
+                reason: format!(
+                    "only a FAILED batch, or one APPROVED over {} minutes ago with its payments \
+                     still unwritten, is resumed",
+                    super::check::STUCK_AFTER_MINUTES
+                ),
             });
         }
     };
@@ -352,13 +370,14 @@ pub async fn resume(p: &Payroll, batch_id: &str) -> Result<batches::BatchView, P
     batches::view_of(&item)
 }
 
-/// Puts a `FAILED` batch back where it stood (`PROCESSING` once every payment was written,
-/// else `APPROVED`) under a new execution name; answers the batch and that name. When
-/// another resume got there first, answers the execution it recorded.
+/// Puts a stopped batch back where it stood (`PROCESSING` once every payment was written,
+/// else `APPROVED`) under a new execution name, when `from` still holds; answers the batch
+/// and that name. When another resume got there first, answers the execution it recorded.
 async fn restart(
     p: &Payroll,
     batch_id: &str,
     item: &crate::ports::Item,
+    from: Condition,
 ) -> Result<(crate::ports::Item, String), PayrollAppError> {
     let back = if item.s(attr::MATERIALISED_AT).is_some() {
         BatchStatus::Processing
@@ -378,8 +397,9 @@ async fn restart(
                 UpdateAction::set(attr::STATUS, back.as_str()),
                 UpdateAction::add(attr::RESUMES, 1),
                 UpdateAction::set(attr::EXECUTION, name.as_str()),
+                UpdateAction::set(attr::RESUMED_AT, layout::time_text(p.clock.now())),
             ],
-            Some(Condition::eq(attr::STATUS, BatchStatus::Failed.as_str())),
+            Some(from),
         )
         .await;
     match updated {
