@@ -494,6 +494,63 @@ async fn a_double_approval_approves_once_and_completes_the_task_token_once() {
 }
 
 #[tokio::test]
+async fn only_the_current_execution_marks_a_batch_failed_and_each_resume_names_a_new_one() {
+    let e = env().await;
+    let tasks = WorkflowTasks::new(e.payroll.clone());
+    let id = e.approved(10, 6).await;
+    let fail = |execution: String, cause: &str| {
+        json!({
+            "action": "fail", "batch_id": id, "execution": execution,
+            "error": { "Error": "Fatal", "Cause": cause }
+        })
+    };
+    let status = || async {
+        batches::view_of(&batches::load(&e.payroll, &id).await.unwrap())
+            .unwrap()
+            .status
+    };
+    tasks
+        .handle(fail(id.clone(), "first"))
+        .await
+        .expect("marked");
+    assert_eq!(status().await, BatchStatus::Failed);
+
+    let resumed = payroll::workflow::resume(&e.payroll, &id)
+        .await
+        .expect("resumed");
+    assert_eq!(
+        resumed.status,
+        BatchStatus::Processing,
+        "its payments were written"
+    );
+    assert_eq!(resumed.failure.as_ref().map(|f| f.resumes), Some(1));
+    // The replaced execution's late MarkFailed changes nothing; the current one's does.
+    tasks
+        .handle(fail(id.clone(), "late"))
+        .await
+        .expect("ignored");
+    assert_eq!(status().await, BatchStatus::Processing);
+    tasks
+        .handle(fail(format!("{id}-resume-1"), "again"))
+        .await
+        .expect("marked");
+    assert_eq!(status().await, BatchStatus::Failed);
+    payroll::workflow::resume(&e.payroll, &id)
+        .await
+        .expect("resumed");
+    // Asked twice: the same execution is started again, which starts nothing new.
+    payroll::workflow::resume(&e.payroll, &id)
+        .await
+        .expect("the same");
+    let started = e.workflows.started.lock().unwrap().clone();
+    let resumes: Vec<&String> = started.iter().filter(|n| n.contains("-resume-")).collect();
+    assert_eq!(
+        resumes,
+        [&format!("{id}-resume-1"), &format!("{id}-resume-2")]
+    );
+}
+
+#[tokio::test]
 async fn materialise_writes_every_payment_unprocessed_all_or_nothing_and_enqueues_once() {
     let e = env().await;
     // A batch that is one transaction (10 rows: 39 writes and the chunk marker).
