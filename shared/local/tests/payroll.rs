@@ -582,6 +582,25 @@ async fn double_approval_approves_once_and_the_batch_settles_with_reports_and_a_
     assert_eq!(report["difference_count"], 0, "{report}");
 }
 
+/// Waits for the execution the first resume started (starting the same name and input
+/// again answers it) and checks that it wrote every payment of the sample.
+async fn the_first_resume_writes_every_payment(f: &Fixture, id: &str) {
+    let resumed = f
+        .system
+        .executor
+        .start(
+            payroll::STATE_MACHINE_LOGICAL_ID,
+            &format!("{id}-resume-1"),
+            json!({ "batch_id": id }),
+        )
+        .await
+        .unwrap();
+    f.system.executor.wait_settled(&resumed).await;
+    let (_, shown) = get(f, &format!("/payroll/batches/{id}")).await;
+    assert_eq!(shown["status"], "PROCESSING", "{shown}");
+    assert_eq!(shown["progress"]["payments"], 426, "{shown}");
+}
+
 #[tokio::test]
 async fn a_workflow_that_fails_marks_the_batch_failed_and_a_resume_goes_on_where_it_stopped() {
     let f = fixture();
@@ -637,20 +656,7 @@ async fn a_workflow_that_fails_marks_the_batch_failed_and_a_resume_goes_on_where
     assert_eq!(status, StatusCode::OK, "{resumed}");
     assert_eq!(resumed["status"], "APPROVED");
     assert_eq!(resumed["failure"]["resumes"], 1);
-    let again = f
-        .system
-        .executor
-        .start(
-            payroll::STATE_MACHINE_LOGICAL_ID,
-            &format!("{id}-resume-1"),
-            json!({ "batch_id": id }),
-        )
-        .await
-        .unwrap();
-    f.system.executor.wait_settled(&again).await;
-    let (_, shown) = get(&f, &format!("/payroll/batches/{id}")).await;
-    assert_eq!(shown["status"], "PROCESSING", "{shown}");
-    assert_eq!(shown["progress"]["payments"], 426, "{shown}");
+    the_first_resume_writes_every_payment(&f, &id).await;
     // Asked again (a double click, a retry after a lost answer): the same execution.
     let (status, twice) = post().await;
     assert_eq!(status, StatusCode::OK, "{twice}");
@@ -721,20 +727,7 @@ async fn a_batch_approved_long_ago_with_its_payments_unwritten_is_reported_by_th
     f.clock.set(t0() + Duration::hours(2));
     let (status, resumed) = post().await;
     assert_eq!(status, StatusCode::OK, "{resumed}");
-    let exec = f
-        .system
-        .executor
-        .start(
-            payroll::STATE_MACHINE_LOGICAL_ID,
-            &format!("{id}-resume-1"),
-            json!({ "batch_id": id }),
-        )
-        .await
-        .unwrap();
-    f.system.executor.wait_settled(&exec).await;
-    let (_, shown) = get(&f, &format!("/payroll/batches/{id}")).await;
-    assert_eq!(shown["status"], "PROCESSING", "{shown}");
-    assert_eq!(shown["progress"]["payments"], 426, "{shown}");
+    the_first_resume_writes_every_payment(&f, &id).await;
     let (status, again) = post().await;
     assert_eq!(status, StatusCode::OK, "the same execution: {again}");
     assert_eq!(again["failure"], json!(null));
