@@ -85,9 +85,9 @@ enum Delivery {
 enum Incoming {
     Known(Box<WebhookEvent>),
     /// An event whose status this version does not know (a provider adds statuses):
-    /// acknowledged and logged, not applied. Refusing it would have the provider retry it
-    /// for days and perhaps disable the endpoint; the nightly check against the provider's
-    /// listing reports the payment.
+    /// acknowledged and logged at error level, not applied. Refusing it would have the
+    /// provider retry it for days and perhaps disable the endpoint. (The nightly check's
+    /// listing reads statuses as strictly as the wire type, so it does not mend this.)
     UnknownStatus {
         event_id: String,
         status: String,
