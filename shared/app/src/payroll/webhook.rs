@@ -84,14 +84,32 @@ enum Delivery {
 /// One event of a delivery.
 enum Incoming {
     Known(Box<WebhookEvent>),
-    /// An event whose status this version does not know (a provider adds statuses):
-    /// acknowledged and logged at error level, not applied. Refusing it would have the
-    /// provider retry it for days and perhaps disable the endpoint. (The nightly check's
-    /// listing reads statuses as strictly as the wire type, so it does not mend this.)
-    UnknownStatus {
-        event_id: String,
-        status: String,
-    },
+    UnknownStatus(UnknownStatus),
+}
+
+/// An event whose status this version does not know (a provider adds statuses):
+/// acknowledged and logged at error level, not applied. Refusing it would have the provider
+/// retry it for days and perhaps disable the endpoint. (The nightly check's listing reads
+/// statuses as strictly as the wire type, so it does not mend this.)
+struct UnknownStatus {
+    event_id: String,
+    /// At most [`UNKNOWN_STATUS_CHARS_LOGGED`] characters of the word (it comes from outside).
+    status: String,
+}
+
+impl UnknownStatus {
+    /// Logs the event and answers it.
+    fn acknowledge(&self) -> WebhookAnswer {
+        tracing::error!(
+            event_id = self.event_id,
+            status = self.status,
+            "provider status unknown to this version; event acknowledged, no payment moved"
+        );
+        WebhookAnswer {
+            event_id: self.event_id.clone(),
+            outcome: "unknown_status",
+        }
+    }
 }
 
 fn parse_delivery(body: &[u8]) -> Result<Delivery, ApiError> {
@@ -142,10 +160,10 @@ fn lenient_event(value: &serde_json::Value) -> Option<Incoming> {
     let event = serde_json::from_value::<WebhookEvent>(respelled).ok()?;
     Some(match known {
         Some(_) => Incoming::Known(Box::new(event)),
-        None => Incoming::UnknownStatus {
+        None => Incoming::UnknownStatus(UnknownStatus {
             event_id: event.id.as_str().to_owned(),
             status: word.chars().take(UNKNOWN_STATUS_CHARS_LOGGED).collect(),
-        },
+        }),
     })
 }
 
@@ -207,49 +225,37 @@ async fn receive(
             let outcome = handle_event(&state, &event).await.map_err(failed)?;
             (StatusCode::OK, Json(answer(&event, outcome))).into_response()
         }
-        Delivery::One(unknown) => {
-            (StatusCode::OK, Json(acknowledge_unknown(&unknown))).into_response()
+        Delivery::One(Incoming::UnknownStatus(unknown)) => {
+            (StatusCode::OK, Json(unknown.acknowledge())).into_response()
         }
         Delivery::Batch(incoming) => {
-            let known: Vec<WebhookEvent> = incoming
-                .iter()
-                .filter_map(|i| match i {
-                    Incoming::Known(event) => Some(event.as_ref().clone()),
-                    Incoming::UnknownStatus { .. } => None,
-                })
-                .collect();
+            // The known events are applied together; the unknown ones keep their places.
+            let mut known = Vec::with_capacity(incoming.len());
+            let mut places = Vec::with_capacity(incoming.len());
+            for i in incoming {
+                match i {
+                    Incoming::Known(event) => {
+                        known.push(*event);
+                        places.push(None);
+                    }
+                    Incoming::UnknownStatus(unknown) => places.push(Some(unknown)),
+                }
+            }
             // One outcome per known event, in their order.
-            let mut outcomes = handle_events(&state, &known)
-                .await
-                .map_err(failed)?
-                .into_iter();
-            let events = incoming
+            let outcomes = handle_events(&state, &known).await.map_err(failed)?;
+            let mut applied = known.iter().zip(outcomes);
+            let events = places
                 .iter()
-                .map(|i| match i {
-                    Incoming::Known(event) => answer(event, outcomes.next().unwrap_or("ignored")),
-                    unknown => acknowledge_unknown(unknown),
+                .filter_map(|place| match place {
+                    Some(unknown) => Some(unknown.acknowledge()),
+                    None => applied
+                        .next()
+                        .map(|(event, outcome)| answer(event, outcome)),
                 })
                 .collect();
             (StatusCode::OK, Json(WebhookBatchAnswer { events })).into_response()
         }
     })
-}
-
-/// Logs an event with a status this version does not know, and answers it.
-fn acknowledge_unknown(incoming: &Incoming) -> WebhookAnswer {
-    let (event_id, status) = match incoming {
-        Incoming::UnknownStatus { event_id, status } => (event_id.as_str(), status.as_str()),
-        Incoming::Known(event) => (event.id.as_str(), "?"),
-    };
-    tracing::error!(
-        event_id,
-        status,
-        "provider status unknown to this version; event acknowledged, no payment moved"
-    );
-    WebhookAnswer {
-        event_id: event_id.to_owned(),
-        outcome: "unknown_status",
-    }
 }
 
 fn verify(
