@@ -515,7 +515,7 @@ async fn only_the_current_execution_marks_a_batch_failed_and_each_resume_names_a
         .expect("marked");
     assert_eq!(status().await, BatchStatus::Failed);
 
-    let resumed = payroll::workflow::resume(&e.payroll, &id)
+    let resumed = payroll::resume::resume(&e.payroll, &id)
         .await
         .expect("resumed");
     assert_eq!(
@@ -535,11 +535,11 @@ async fn only_the_current_execution_marks_a_batch_failed_and_each_resume_names_a
         .await
         .expect("marked");
     assert_eq!(status().await, BatchStatus::Failed);
-    payroll::workflow::resume(&e.payroll, &id)
+    payroll::resume::resume(&e.payroll, &id)
         .await
         .expect("resumed");
     // Asked twice: the same execution is started again, which starts nothing new.
-    payroll::workflow::resume(&e.payroll, &id)
+    payroll::resume::resume(&e.payroll, &id)
         .await
         .expect("the same");
     let started = e.workflows.started.lock().unwrap().clone();

@@ -235,7 +235,7 @@ async fn resume_batch(
     State(state): State<Payroll>,
     Path(id): Path<String>,
 ) -> Result<Json<batches::BatchView>, ApiError> {
-    let view = super::workflow::resume(&state, &id)
+    let view = super::resume::resume(&state, &id)
         .await
         .map_err(api_error)?;
     Ok(Json(view))

@@ -27,6 +27,7 @@ pub mod materialise;
 pub mod payments;
 pub mod progress;
 pub mod report;
+pub mod resume;
 pub mod transitions;
 pub mod webhook;
 pub mod workflow;
