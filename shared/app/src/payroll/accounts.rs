@@ -406,7 +406,7 @@ struct Loan {
     key: Key,
     fingerprint: String,
     plaid_id: String,
-    loan_account_number: String,
+    loan_account_number: Secret<String>,
 }
 
 impl Loan {
@@ -426,7 +426,7 @@ impl Loan {
             details: AccountDetails::Liability {
                 liability: Liability {
                     plaid_id: self.plaid_id.clone(),
-                    loan_account_number: Secret::new(self.loan_account_number.clone()),
+                    loan_account_number: self.loan_account_number.clone(),
                 },
             },
         })
@@ -456,7 +456,7 @@ fn loans_of(employee: &Item, employee_id: &str) -> Result<Vec<Loan>, PayrollAppE
             key: layout::party_account_key(PartyKind::Employee, employee_id, &fingerprint),
             fingerprint,
             plaid_id: text(attr::PLAID_ID)?,
-            loan_account_number: text(attr::LOAN_ACCOUNT_NUMBER)?,
+            loan_account_number: Secret::new(text(attr::LOAN_ACCOUNT_NUMBER)?),
         });
     }
     Ok(out)
