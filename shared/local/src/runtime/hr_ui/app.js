@@ -191,13 +191,17 @@ async function upload(event) {
   }
 }
 
-async function resume() {
+/**
+ * A POST about the current batch from `buttonId`: the button is disabled meanwhile, the
+ * answer's status line comes from `say(outcome)`, and the batch is shown again after it.
+ */
+async function batchAction(buttonId, path, init, say) {
   if (!state.batchId) return;
-  const button = $('resume-button');
+  const button = $(buttonId);
   button.disabled = true;
   try {
-    await api(`${API}/${encodeURIComponent(state.batchId)}/resume`, { method: 'POST' });
-    text($('approve-status'), 'Resumed.');
+    const outcome = await api(`${API}/${encodeURIComponent(state.batchId)}/${path}`, { method: 'POST', ...init });
+    text($('approve-status'), say(outcome));
     $('approve-status').className = '';
     await loadBatch(state.batchId);
   } catch (e) {
@@ -207,25 +211,19 @@ async function resume() {
   }
 }
 
-async function approve() {
-  if (!state.batchId) return;
-  const button = $('approve-button');
-  button.disabled = true;
-  try {
-    const outcome = await api(`${API}/${encodeURIComponent(state.batchId)}/approve`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ allow_duplicate: $('allow-duplicate').checked }),
-    });
+function resume() {
+  return batchAction('resume-button', 'resume', {}, () => 'Resumed.');
+}
+
+function approve() {
+  const init = {
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ allow_duplicate: $('allow-duplicate').checked }),
+  };
+  return batchAction('approve-button', 'approve', init, (outcome) => {
     const eta = outcome.estimate ? ` Estimated time at the provider: ${outcome.estimate.seconds} s.` : '';
-    text($('approve-status'), (outcome.already_approved ? 'Already approved.' : 'Approved.') + eta);
-    $('approve-status').className = '';
-    await loadBatch(state.batchId);
-  } catch (e) {
-    showError(e);
-  } finally {
-    button.disabled = false;
-  }
+    return (outcome.already_approved ? 'Already approved.' : 'Approved.') + eta;
+  });
 }
 
 function setUpSorting() {
