@@ -18,13 +18,19 @@ function cents(text) {
   return BigInt(whole) * 100n + BigInt((frac + '00').slice(0, 2));
 }
 
-test('HR uploads, sorts, approves, follows and downloads a payroll batch', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+/** A `payops up` of its own and HR's page in Chromium, both stopped when `t` ends. */
+async function openHrPage(t) {
   const server = await startPayops();
   let browser;
   t.after(() => stop(browser, server));
   browser = await launchBrowser();
   const page = await browser.newPage({ acceptDownloads: true });
   await page.goto(`${server.url}/hr/payroll`);
+  return page;
+}
+
+test('HR uploads, sorts, approves, follows and downloads a payroll batch', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  const page = await openHrPage(t);
 
   await page.setInputFiles('#file', FIXTURE);
   await page.click('#upload-button');
@@ -81,12 +87,7 @@ test('HR uploads, sorts, approves, follows and downloads a payroll batch', { tim
 });
 
 test('a file with more findings than the page lists links to every one of them', { timeout: TEST_TIMEOUT_MS }, async (t) => {
-  const server = await startPayops();
-  let browser;
-  t.after(() => stop(browser, server));
-  browser = await launchBrowser();
-  const page = await browser.newPage({ acceptDownloads: true });
-  await page.goto(`${server.url}/hr/payroll`);
+  const page = await openHrPage(t);
 
   // The sample's first row 1,100 times after itself: each copy repeats an employee's loan.
   const xml = await readFile(FIXTURE, 'utf8');
